@@ -1,0 +1,25 @@
+"""Key files on disk: created once with fresh randomness, readable by the owner only (mode 0600)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+
+def load_or_create_key(path: Path) -> LocalAccount:
+    """The account whose private key is stored at `path`, generated on first use.
+
+    The key is never printed; callers get an account object whose repr shows only the address.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return Account.from_key(path.read_text().strip())
+    account = Account.create()
+    with os.fdopen(fd, "w") as f:
+        f.write(account.key.hex())
+    return account

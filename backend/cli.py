@@ -1,0 +1,91 @@
+"""The `voucher` console command: the user's handle on the devnet, the compiler and (later) the service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from backend.chain import compiler, devnet
+from backend.chain.deploy import DeploymentError, ensure_deployed
+from backend.paths import DEFAULT_DATA_DIR
+
+
+def _devnet_up(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir
+    block_time = None if args.automine else args.block_time
+    info = devnet.up(data_dir, port=args.port, block_time=block_time)
+    try:
+        deployment = ensure_deployed(data_dir, info.rpc_url, redeploy=args.redeploy)
+    except DeploymentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    mining = "automine" if info.block_time is None else f"a block every {info.block_time}s"
+    print(f"devnet running at {info.rpc_url} (chain id {info.chain_id}, pid {info.pid}, {mining})")
+    print(f"ComputeVoucher at {deployment.voucher.address} (block {deployment.voucher.deploy_block})")
+    print(f"deployment written to {data_dir / 'deployment.json'}")
+    return 0
+
+
+def _devnet_down(args: argparse.Namespace) -> int:
+    stopped = devnet.down(args.data_dir)
+    print("devnet stopped, state kept in " + str(args.data_dir) if stopped else "no devnet was running")
+    return 0
+
+
+def _devnet_status(args: argparse.Namespace) -> int:
+    info = devnet.status(args.data_dir)
+    if info is None:
+        print("no devnet running for " + str(args.data_dir))
+        return 1
+    print(f"devnet running at {info.rpc_url} (chain id {info.chain_id}, pid {info.pid})")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    try:
+        artifacts = compiler.build(force=args.force)
+    except compiler.CompileError as exc:
+        print(f"compilation failed:\n{exc}", file=sys.stderr)
+        return 1
+    for a in artifacts.values():
+        if len(a.deployed_bytecode) > 2:
+            print(f"{a.name}: {(len(a.deployed_bytecode) - 2) // 2} bytes of runtime code")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voucher", description="Compute Voucher Ledger")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="compile the contracts into build/contracts")
+    build.add_argument("--force", action="store_true", help="compile even if the sources did not change")
+    build.set_defaults(func=_build)
+
+    net = sub.add_parser("devnet", help="the local permissioned chain").add_subparsers(dest="action", required=True)
+    up = net.add_parser("up", help="start the devnet in the background and deploy the contract if needed")
+    up.add_argument("--port", type=int, default=devnet.DEFAULT_PORT, help="RPC port; 0 picks a free one")
+    up.add_argument("--block-time", type=float, default=devnet.DEFAULT_BLOCK_TIME, help="seconds per block")
+    up.add_argument("--automine", action="store_true", help="a block per transaction (tests, not load)")
+    up.add_argument("--redeploy", action="store_true", help="deploy afresh if the recorded contract is gone")
+    up.set_defaults(func=_devnet_up)
+    down = net.add_parser("down", help="stop the devnet; its state is kept")
+    down.set_defaults(func=_devnet_down)
+    st = net.add_parser("status", help="is the devnet running?")
+    st.set_defaults(func=_devnet_status)
+    for p in (up, down, st):
+        p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state folder (default ./.data)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (devnet.DevnetError, compiler.CompileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
