@@ -1,1 +1,3 @@
-"""Everything that talks to the chain: compiler, devnet node, deployment, transactions. Only this package imports web3."""
+"""Everything that talks to the chain: compiler, devnet, deployment, transactions.
+
+Only this package imports web3."""

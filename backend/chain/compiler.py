@@ -29,9 +29,7 @@ COMPILER_SETTINGS: dict[str, Any] = {
     # Cancun: what anvil and Hyperledger Besu both run; later opcodes would tie us to one node.
     "evmVersion": "cancun",
     "metadata": {"bytecodeHash": "ipfs"},
-    "outputSelection": {
-        "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"]}
-    },
+    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"]}},
 }
 SHIM = Path(__file__).with_name("solcjs_shim.cjs")
 _IMPORT_RE = re.compile(r"""^\s*import\s+(?:[^;]*?\bfrom\s+)?["']([^"']+)["']""", re.MULTILINE)
@@ -106,7 +104,7 @@ def _format_error(err: dict[str, Any], sources: dict[str, dict[str, str]]) -> st
 
 def compile_input(input_json: dict[str, Any], binary: Path | None = None) -> dict[str, Artifact]:
     """Runs the compiler on a standard-JSON input; returns one artifact per contract with bytecode."""
-    stdout, stderr, _, _ = solc_wrapper.solc_wrapper(
+    stdout, _stderr, _, _ = solc_wrapper.solc_wrapper(
         solc_binary=binary or solc_binary(), stdin=json.dumps(input_json), standard_json=True
     )
     output = json.loads(stdout)
@@ -135,9 +133,7 @@ def project_units(root: Path = PROJECT_ROOT, folder: str = "contracts") -> list[
 def build(root: Path = PROJECT_ROOT, out_dir: Path = BUILD_DIR, *, force: bool = False) -> dict[str, Artifact]:
     """Compiles contracts/ into `out_dir` unless the artifacts there already match these exact sources."""
     input_json = standard_input(project_units(root), root)
-    fingerprint = hashlib.sha256(
-        (SOLC_VERSION + json.dumps(input_json, sort_keys=True)).encode()
-    ).hexdigest()
+    fingerprint = hashlib.sha256((SOLC_VERSION + json.dumps(input_json, sort_keys=True)).encode()).hexdigest()
     stamp = out_dir / "fingerprint"
     if not force and stamp.is_file() and stamp.read_text() == fingerprint:
         return load_all(out_dir)

@@ -26,6 +26,8 @@ DEFAULT_PORT = 8545
 DEFAULT_BLOCK_TIME = 0.25
 BLOCK_GAS_LIMIT = 300_000_000
 STATE_INTERVAL_S = 2
+# Nodes this process started: kept referenced so they are reaped on `down`, not flagged when collected.
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -75,6 +77,12 @@ def _info_file(data_dir: Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    child = _STARTED.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _STARTED[pid]
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -146,12 +154,11 @@ def up(
     ]  # fmt: skip
     if block_time is not None:
         args += ["--block-time", str(block_time)]
-    log = open(data_dir / "devnet.log", "ab")
-    try:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=data_dir)  # fmt: skip
-    finally:
-        log.close()
+    with open(data_dir / "devnet.log", "ab") as log:
+        # A session of its own: the devnet outlives the command that started it and ignores its Ctrl-C.
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=data_dir
+        )
     info = DevnetInfo(pid=proc.pid, port=port, chain_id=chain_id, block_time=block_time)
     deadline = time.monotonic() + ready_timeout
     while rpc_chain_id(info.rpc_url, timeout=0.5) != chain_id:
@@ -160,6 +167,7 @@ def up(
             tail = (data_dir / "devnet.log").read_text(errors="replace")[-600:]
             raise DevnetError(f"anvil did not start on {info.rpc_url}; last lines of devnet.log:\n{tail}")
         time.sleep(0.05)
+    _STARTED[proc.pid] = proc
     _info_file(data_dir).write_text(json.dumps(info.__dict__))
     return info
 

@@ -24,7 +24,7 @@ class DecodedError:
 def _canonical_type(item: dict[str, Any]) -> str:
     t = str(item["type"])
     if t.startswith("tuple"):
-        return "(" + ",".join(_canonical_type(c) for c in item["components"]) + ")" + t[len("tuple"):]
+        return "(" + ",".join(_canonical_type(c) for c in item["components"]) + ")" + t[len("tuple") :]
     return t
 
 
