@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from backend.chain import compiler, devnet
-from backend.chain.deploy import DeploymentError, ensure_deployed
+from backend.chain.deploy import DeploymentError, admin_account, ensure_deployed
 from backend.paths import DEFAULT_DATA_DIR
 
 
@@ -24,6 +24,19 @@ def _devnet_up(args: argparse.Namespace) -> int:
     print(f"devnet running at {info.rpc_url} (chain id {info.chain_id}, pid {info.pid}, {mining})")
     print(f"ComputeVoucher at {deployment.voucher.address} (block {deployment.voucher.deploy_block})")
     print(f"deployment written to {data_dir / 'deployment.json'}")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    if args.print_admin:
+        print(admin_account(args.data_dir).address)
+        return 0
+    try:
+        deployment = ensure_deployed(args.data_dir, args.rpc_url, redeploy=args.redeploy)
+    except DeploymentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"ComputeVoucher at {deployment.voucher.address} on chain {deployment.chain_id} ({args.rpc_url})")
     return 0
 
 
@@ -61,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="compile the contracts into build/contracts")
     build.add_argument("--force", action="store_true", help="compile even if the sources did not change")
     build.set_defaults(func=_build)
+
+    dep = sub.add_parser("deploy", help="deploy to any EVM node (e.g. Besu) unless it already has the contract")
+    dep.add_argument("--rpc-url", required=True, help="the node's JSON-RPC URL")
+    dep.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where the admin key and record live")
+    dep.add_argument("--redeploy", action="store_true", help="deploy afresh if the recorded contract is gone")
+    dep.add_argument("--print-admin", action="store_true", help="only print the admin address (to allowlist it)")
+    dep.set_defaults(func=_deploy)
 
     net = sub.add_parser("devnet", help="the local permissioned chain").add_subparsers(dest="action", required=True)
     up = net.add_parser("up", help="start the devnet in the background and deploy the contract if needed")
