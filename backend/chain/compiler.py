@@ -95,9 +95,10 @@ def _format_error(err: dict[str, Any], sources: dict[str, dict[str, str]]) -> st
     loc = err.get("sourceLocation")
     where = "<compiler>"
     if loc and loc.get("file") in sources:
-        text = sources[loc["file"]]["content"][: max(loc.get("start", 0), 0)]
-        line = text.count("\n") + 1
-        col = len(text) - (text.rfind("\n") + 1) + 1
+        # solc's offsets count UTF-8 bytes, not characters (our sources have CJK comments).
+        data = sources[loc["file"]]["content"].encode("utf-8")[: max(loc.get("start", 0), 0)]
+        line = data.count(b"\n") + 1
+        col = len(data[data.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")) + 1
         where = f"{loc['file']}:{line}:{col}"
     return f"{where}: {err.get('type', 'Error')}: {err.get('message', '').strip()}"
 

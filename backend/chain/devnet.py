@@ -164,6 +164,7 @@ def up(
     while rpc_chain_id(info.rpc_url, timeout=0.5) != chain_id:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            proc.wait()  # reaped: no zombie, no "still running" ResourceWarning
             tail = (data_dir / "devnet.log").read_text(errors="replace")[-600:]
             raise DevnetError(f"anvil did not start on {info.rpc_url}; last lines of devnet.log:\n{tail}")
         time.sleep(0.05)
