@@ -55,6 +55,39 @@ def _devnet_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from backend.settings import ConfigError, Settings
+
+    data_dir: Path = args.data_dir
+    os.environ["VOUCHER_DATA_DIR"] = str(data_dir)
+    settings = Settings()
+    if settings.rpc_url is None and settings.start_devnet:
+        up = argparse.Namespace(
+            data_dir=data_dir,
+            port=args.devnet_port,
+            block_time=devnet.DEFAULT_BLOCK_TIME,
+            automine=False,
+            redeploy=False,
+        )
+        if _devnet_up(up) != 0:
+            return 1
+    try:
+        from backend.services.context import build_context
+
+        build_context(settings).close()  # checks configuration and bootstraps once, before workers start
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    key_file = data_dir / "admin-api-key"
+    print(f"admin API key: {key_file} (keep it secret); API docs at http://{args.host}:{args.port}/docs")
+    uvicorn.run("backend.api.main:app", host=args.host, port=args.port, workers=args.workers, log_level="info")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     try:
         artifacts = compiler.build(force=args.force)
@@ -74,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="compile the contracts into build/contracts")
     build.add_argument("--force", action="store_true", help="compile even if the sources did not change")
     build.set_defaults(func=_build)
+
+    serve = sub.add_parser("serve", help="bring the devnet up if needed and serve the API")
+    serve.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state folder (default ./.data)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument("--devnet-port", type=int, default=devnet.DEFAULT_PORT, help="RPC port of the devnet")
+    serve.set_defaults(func=_serve)
 
     dep = sub.add_parser("deploy", help="deploy to any EVM node (e.g. Besu) unless it already has the contract")
     dep.add_argument("--rpc-url", required=True, help="the node's JSON-RPC URL")

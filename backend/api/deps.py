@@ -1,0 +1,60 @@
+"""Dependencies declared once: the service context, the calling actor, role checks, idempotency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from backend.errors import Forbidden
+from backend.services.apikeys import Actor, authenticate
+from backend.services.context import Context
+
+STAFF = ("admin", "issuer", "finance", "supervisor")
+
+
+def get_ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+CtxDep = Annotated[Context, Depends(get_ctx)]
+
+
+def current_actor(
+    ctx: CtxDep,
+    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+) -> Actor:
+    secret = authorization.removeprefix("Bearer ").strip() if authorization else None
+    return authenticate(ctx, secret)
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+def require(*roles: str) -> Callable[[Actor], Actor]:
+    def check(actor: CurrentActor) -> Actor:
+        if actor.role not in roles:
+            raise Forbidden(f"this needs the role {' or '.join(roles)}; your key is {actor.role}")
+        return actor
+
+    return check
+
+
+Admin = Annotated[Actor, Depends(require("admin"))]
+Issuer = Annotated[Actor, Depends(require("issuer"))]
+Supervisor = Annotated[Actor, Depends(require("supervisor"))]
+Staff = Annotated[Actor, Depends(require(*STAFF))]
+EnterpriseActor = Annotated[Actor, Depends(require("enterprise"))]
+ProviderActor = Annotated[Actor, Depends(require("provider"))]
+
+
+def ensure_owner_or_staff(actor: Actor, participant_id: int, resource: str, ident: object) -> None:
+    """Enterprises and providers see only their own records; what is not theirs does not exist for them."""
+    from backend.errors import NotFound
+
+    if actor.role in STAFF:
+        return
+    if actor.participant_id != participant_id:
+        raise NotFound(resource, ident)

@@ -1,0 +1,19 @@
+"""The ASGI entry point (`backend.api.main:app`): settings from the environment, context built at start."""
+
+from __future__ import annotations
+
+from backend.api.app import create_app
+from backend.services.context import Context, build_context
+from backend.services.monitor import Monitor
+from backend.settings import get_settings
+
+
+def _make_context() -> Context:
+    ctx = build_context(get_settings())
+    monitor = Monitor(ctx)
+    monitor.start()
+    ctx.extras["monitor"] = monitor
+    return ctx
+
+
+app = create_app(_make_context, max_body_bytes=get_settings().max_body_bytes)

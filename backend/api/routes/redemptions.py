@@ -1,0 +1,94 @@
+"""Redemptions: providers claim, enterprises confirm (the burn happens on chain) or refuse."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from backend.api.deps import STAFF, CtxDep, CurrentActor, EnterpriseActor, ProviderActor
+from backend.api.idempotency import Accepted, IdempotencyDep
+from backend.api.ratelimit import limit
+from backend.api.schemas import RedemptionCreate, RedemptionPublic, RefuseRequest
+from backend.errors import NotFound, TransactionPending
+from backend.models import Redemption
+from backend.services import redemptions
+from backend.services.apikeys import Actor
+from backend.services.participants import category_names
+
+router = APIRouter(prefix="/v1/redemptions", tags=["redemptions"])
+
+
+def public(r: Redemption) -> RedemptionPublic:
+    data = r.model_dump(exclude={"category", "consent_nonce", "deadline"})
+    return RedemptionPublic(**data, category=category_names(1 << r.category)[0])
+
+
+def _visible(actor: Actor, r: Redemption) -> Redemption:
+    mine = (actor.role == "provider" and actor.participant_id == r.provider_id) or (
+        actor.role == "enterprise" and actor.participant_id == r.enterprise_id
+    )
+    if actor.role not in STAFF and not mine:
+        raise NotFound("redemption", r.id)
+    return r
+
+
+@router.post("", status_code=201, response_model=RedemptionPublic, dependencies=[Depends(limit("redemptions"))])
+def claim(body: RedemptionCreate, ctx: CtxDep, actor: ProviderActor, idem: IdempotencyDep) -> JSONResponse:
+    return idem.run(
+        lambda: public(
+            redemptions.claim(
+                ctx,
+                provider_id=actor.participant_id,
+                enterprise_id=body.enterprise_id,  # type: ignore[arg-type]
+                programme_id=body.programme_id,
+                invoice_number=body.invoice_number,
+                invoice_amount=body.invoice_amount,
+                category=body.category,
+                amount=body.amount,
+            )
+        ),
+        status_code=201,
+    )
+
+
+@router.get("", response_model=list[RedemptionPublic])
+def list_redemptions(
+    ctx: CtxDep, actor: CurrentActor, status: str | None = None, offset: int = 0, limit: int = 100
+) -> list[RedemptionPublic]:
+    scope = (
+        {"provider_id": actor.participant_id}
+        if actor.role == "provider"
+        else ({"enterprise_id": actor.participant_id} if actor.role == "enterprise" else {})
+    )
+    rows = redemptions.list_for(ctx, status=status, offset=max(offset, 0), limit=min(max(limit, 1), 500), **scope)
+    return [public(r) for r in rows]
+
+
+@router.get("/{redemption_id}", response_model=RedemptionPublic)
+def get_redemption(redemption_id: int, ctx: CtxDep, actor: CurrentActor) -> RedemptionPublic:
+    return public(_visible(actor, redemptions.get(ctx, redemption_id)))
+
+
+@router.post("/{redemption_id}/confirm", response_model=RedemptionPublic)
+def confirm(redemption_id: int, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep) -> JSONResponse:
+    r = redemptions.get(ctx, redemption_id)
+    if r.enterprise_id != actor.participant_id:
+        raise NotFound("redemption", redemption_id)
+
+    def act() -> RedemptionPublic | Accepted:
+        try:
+            return public(redemptions.confirm(ctx, redemption_id=redemption_id))
+        except TransactionPending:
+            return Accepted(public(redemptions.get(ctx, redemption_id)))
+
+    return idem.run(act)
+
+
+@router.post("/{redemption_id}/refuse", response_model=RedemptionPublic)
+def refuse(
+    redemption_id: int, body: RefuseRequest, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep
+) -> JSONResponse:
+    r = redemptions.get(ctx, redemption_id)
+    if r.enterprise_id != actor.participant_id:
+        raise NotFound("redemption", redemption_id)
+    return idem.run(lambda: public(redemptions.refuse(ctx, redemption_id=redemption_id, reason=body.reason)))

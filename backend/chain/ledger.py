@@ -1,0 +1,149 @@
+"""The service's view of the ComputeVoucher contract: encode calls, read state, send through the pipeline,
+and turn the contract's custom errors into domain errors (one table)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from web3 import Web3
+
+from backend import errors as e
+from backend.chain.deploy import Deployment
+from backend.chain.errors import DecodedError, ErrorDecoder
+from backend.chain.events import DecodedEvent, EventDecoder
+from backend.chain.pipeline import TxOutcome, TxPipeline
+from backend.chain.rpc import Rpc
+from backend.money import yuan
+
+ENTERPRISE, PROVIDER = 1, 2
+ROLES = {
+    "issuer": Web3.keccak(text="ISSUER_ROLE"),
+    "finance": Web3.keccak(text="FINANCE_ROLE"),
+    "supervisor": Web3.keccak(text="SUPERVISOR_ROLE"),
+}
+
+
+def _m(template: str) -> Any:
+    def build(a: dict[str, Any]) -> str:
+        money = {k: yuan(v) for k, v in a.items() if isinstance(v, int) and k in {"available", "amount", "maxSubsidy"}}
+        return template.format(**{**a, **money})
+
+    return build
+
+
+# Contract error -> (domain error, message). The service checks most of these before sending;
+# this table is what a caller sees when the chain is the one that refuses.
+CONTRACT_ERRORS: dict[str, tuple[type[e.LedgerError], Any]] = {
+    "ProgrammeBudgetExceeded": (e.BudgetExceeded, _m("programme {programmeId} has {available} left; {amount} asked")),
+    "EnterpriseCapExceeded": (e.CapExceeded, _m("the enterprise may receive {available} more; {amount} asked")),
+    "InvoiceAlreadyRedeemed": (e.InvoiceAlreadyRedeemed, _m("this invoice was already subsidised")),
+    "RedemptionExceedsSubsidy": (e.ExceedsSubsidy, _m("{amount} exceeds the subsidy share {maxSubsidy}")),
+    "ProgrammeExpired": (e.ProgrammeExpired, _m("programme {programmeId} has expired")),
+    "ProgrammeNotStarted": (e.ProgrammeNotStarted, _m("programme {programmeId} has not started")),
+    "ProgrammeStillActive": (e.ProgrammeStillActive, _m("programme {programmeId} is still open")),
+    "AccountIsFrozen": (e.AccountFrozen, _m("account {account} is frozen")),
+    "ProviderNotInProgramme": (e.ProviderNotInProgramme, _m("the provider is not approved in this programme")),
+    "CategoryNotAllowed": (e.CategoryNotAllowed, _m("category {category} is outside the programme's scope")),
+    "RelatedPartyRedemption": (e.RelatedParty, _m("enterprise and provider are declared related parties")),
+    "ERC1155InsufficientBalance": (e.InsufficientBalance, _m("the balance is {balance} fen; {needed} fen needed")),
+    "ConsentExpired": (e.ConsentRejected, _m("the enterprise's consent expired")),
+    "ConsentSignerMismatch": (e.ConsentRejected, _m("the consent was not signed by the enterprise")),
+    "ConsentSignatureInvalid": (e.ConsentRejected, _m("the consent signature is invalid")),
+    "ConsentNonceUsed": (e.ConsentRejected, _m("the consent was already used")),
+    "EnforcedPause": (e.LedgerPaused, _m("the ledger is paused by its supervisors")),
+    "ParticipantAlreadyRegistered": (e.AlreadyExists, _m("account {account} is already registered")),
+    "ZeroAmount": (e.InvalidInput, _m("an amount of zero is not allowed")),
+}
+
+
+@dataclass(frozen=True)
+class ProgrammeState:
+    budget: int
+    cap_per_enterprise: int
+    issued: int
+    redeemed: int
+    reclaimed: int
+    revoked: int
+    ratio_bps: int
+    valid_from: int
+    valid_until: int
+    categories: int
+
+    @property
+    def outstanding(self) -> int:
+        return self.issued - self.redeemed - self.reclaimed - self.revoked
+
+    @property
+    def available(self) -> int:
+        return self.budget - (self.issued - self.reclaimed - self.revoked)
+
+
+class VoucherChain:
+    def __init__(self, deployment: Deployment, rpc: Rpc, pipeline: TxPipeline | None = None) -> None:
+        self.deployment = deployment
+        self.address = Web3.to_checksum_address(deployment.voucher.address)
+        self.rpc = rpc
+        self.pipeline = pipeline
+        self._contract = Web3().eth.contract(address=self.address, abi=deployment.voucher.abi)
+        self._outputs = {
+            f["name"]: [o["type"] if not o["type"].startswith("tuple") else _tuple(o) for o in f["outputs"]]
+            for f in deployment.voucher.abi
+            if f.get("type") == "function"
+        }
+        self.errors = ErrorDecoder(deployment.voucher.abi)
+        self.events = EventDecoder(deployment.voucher.abi)
+
+    @property
+    def chain_id(self) -> int:
+        return self.deployment.chain_id
+
+    def translate(self, revert_data: str | None, message: str) -> e.LedgerError:
+        decoded = self.errors.decode(revert_data)
+        if decoded is None:
+            return e.ChainReverted(f"the contract refused: {message}")
+        cls, build = CONTRACT_ERRORS.get(decoded.name, (e.ChainReverted, None))
+        text = build(decoded.args) if build else f"the contract refused: {decoded}"
+        return cls(text, contract_error=decoded.name, contract_args=_jsonable(decoded))
+
+    def encode(self, fn: str, *args: Any) -> str:
+        return str(self._contract.encode_abi(fn, args=list(args)))
+
+    def call(self, fn: str, *args: Any, block: str | int = "latest") -> Any:
+        raw = self.rpc.eth_call(self.address, self.encode(fn, *args), block=block)
+        values = abi_decode(self._outputs[fn], bytes.fromhex(raw[2:]))
+        return values[0] if len(values) == 1 else values
+
+    def send(self, sender: str, fn: str, *args: Any, kind: str, ref: str = "", wait_s: float = 15.0) -> TxOutcome:
+        assert self.pipeline is not None, "a read-only VoucherChain cannot send"
+        return self.pipeline.transact(sender, self.address, self.encode(fn, *args), kind=kind, ref=ref, wait_s=wait_s)
+
+    def decode_logs(self, outcome: TxOutcome) -> list[DecodedEvent]:
+        decoded = (self.events.decode(log) for log in outcome.logs)
+        return [d for d in decoded if d is not None]
+
+    # -- typed reads ---------------------------------------------------------------------------
+    def programme(self, programme_id: int) -> ProgrammeState:
+        return ProgrammeState(*self.call("programme", programme_id))
+
+    def balance(self, holder: str, programme_id: int) -> int:
+        return int(self.call("balanceOf", holder, programme_id))
+
+    def now(self) -> int:
+        """The chain's clock (latest block timestamp): the one the contract's windows are checked against."""
+        return int(self.rpc.call("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+
+    def paused(self) -> bool:
+        return bool(self.call("paused"))
+
+    def has_role(self, role: str, account: str) -> bool:
+        return bool(self.call("hasRole", ROLES[role], account))
+
+
+def _tuple(output: dict[str, Any]) -> str:
+    return "(" + ",".join(c["type"] for c in output["components"]) + ")"
+
+
+def _jsonable(decoded: DecodedError) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, int) and abs(v) > 2**53 else v) for k, v in decoded.args.items()}

@@ -1,0 +1,198 @@
+"""The one path every transaction takes.
+
+1. Dry-run it (eth_estimateGas): a refusal is decoded into a domain error before any nonce is used.
+2. Reserve the signer's next nonce in the database (atomic UPDATE ... RETURNING: safe across threads and
+   worker processes), sign locally and store the signed transaction, in one short database transaction.
+3. Broadcast. "already known" means the node has it: success, not an error.
+4. Wait for the receipt; check `status`; a revert is replayed to recover its custom error.
+A transaction without a receipt in time stays tracked: the monitor rebroadcasts and resolves it later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import rlp
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from backend.chain.rpc import Rpc, RpcError
+from backend.db import session_scope
+from backend.errors import ChainError, LedgerError, NodeUnavailable, TransactionPending
+from backend.keystore import Signer
+from backend.models import ChainTx, SignerNonce, utcnow
+
+log = logging.getLogger(__name__)
+
+# Turns revert data (or None) and the node's message into the domain error to raise.
+Translate = Callable[[str | None, str], LedgerError]
+_KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    gas_used: int
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TxPipeline:
+    def __init__(
+        self, *, rpc: Rpc, engine: Engine, signer: Signer, chain_id: int, translate: Translate, watcher: Any
+    ) -> None:
+        self.rpc = rpc
+        self._engine = engine
+        self._signer = signer
+        self._chain_id = chain_id
+        self._translate = translate
+        self._watcher = watcher
+        self._ready: set[str] = set()
+        self._ready_lock = threading.Lock()
+
+    # -- the path --------------------------------------------------------------------------------
+    def transact(self, sender: str, to: str, data: str, *, kind: str, ref: str = "", wait_s: float = 15.0) -> TxOutcome:
+        try:
+            gas = self.rpc.estimate_gas(sender, to, data)
+        except RpcError as exc:
+            raise self._translate(exc.revert_data, exc.message) from None
+        tx_hash, raw = self._sign_and_store(sender, to, data, gas=gas * 13 // 10 + 10_000, kind=kind, ref=ref)
+        self._watcher.expect(tx_hash)
+        self.broadcast(raw, tx_hash)
+        receipt = self._watcher.wait(tx_hash, wait_s)
+        if receipt is None:
+            raise TransactionPending(
+                f"transaction {tx_hash} was sent but is not yet in a block; it is tracked and will be resolved",
+                tx_hash=tx_hash,
+            )
+        return self.settle(tx_hash, receipt, to=to, sender=sender, data=data)
+
+    def broadcast(self, raw: bytes, tx_hash: str) -> bool:
+        """Sends a stored transaction. True if the node has it now; False if the node could not be reached."""
+        try:
+            self.rpc.call("eth_sendRawTransaction", ["0x" + raw.hex()])
+        except NodeUnavailable:
+            log.warning("broadcast of %s deferred: node unavailable", tx_hash)
+            return False
+        except RpcError as exc:
+            message = exc.message.lower()
+            if any(k in message for k in _KNOWN):
+                return True
+            if "nonce too low" in message and self.rpc.receipt(tx_hash) is not None:
+                return True  # an earlier broadcast of this very transaction was mined
+            raise ChainError(f"the node refused transaction {tx_hash}: {exc.message}", tx_hash=tx_hash) from None
+        return True
+
+    def settle(self, tx_hash: str, receipt: dict[str, Any], *, to: str, sender: str, data: str) -> TxOutcome:
+        """Records the receipt; a reverted transaction raises its decoded domain error."""
+        ok = int(receipt["status"], 16) == 1
+        block = int(receipt["blockNumber"], 16)
+        error: LedgerError | None = None
+        if not ok:
+            error = self._replay_error(sender, to, data, block)
+        with session_scope(self._engine) as s:
+            s.exec(
+                update(ChainTx)  # type: ignore[call-overload]
+                .where(ChainTx.tx_hash == tx_hash)  # type: ignore[arg-type]
+                .values(
+                    status="confirmed" if ok else "reverted",
+                    block_number=block,
+                    error_code=error.code if error else None,
+                    error=error.message if error else None,
+                    updated_at=utcnow(),
+                )
+            )
+        if error is not None:
+            raise error
+        return TxOutcome(
+            tx_hash=tx_hash,
+            block_number=block,
+            block_hash=str(receipt["blockHash"]),
+            gas_used=int(receipt["gasUsed"], 16),
+            logs=list(receipt.get("logs", [])),
+        )
+
+    def _replay_error(self, sender: str, to: str, data: str, block: int) -> LedgerError:
+        try:
+            self.rpc.eth_call(to, data, sender=sender, block=block)
+        except RpcError as exc:
+            return self._translate(exc.revert_data, exc.message)
+        return self._translate(None, "the transaction reverted on chain")
+
+    # -- nonces ----------------------------------------------------------------------------------
+    def _ensure_signer(self, sender: str) -> None:
+        """First use of a signer in this process: make sure its nonce row exists (chain's count if new)."""
+        if sender in self._ready:
+            return
+        chain_nonce = self.rpc.pending_nonce(sender)
+        with session_scope(self._engine) as s:
+            dialect = s.get_bind().dialect.name
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            s.exec(  # type: ignore[call-overload]
+                insert(SignerNonce).values(address=sender, next_nonce=chain_nonce).on_conflict_do_nothing()
+            )
+            row = s.get(SignerNonce, sender)
+            if row is not None and row.next_nonce < chain_nonce:
+                row.next_nonce = chain_nonce  # someone else used this key: never reuse a nonce it spent
+        with self._ready_lock:
+            self._ready.add(sender)
+
+    def _sign_and_store(self, sender: str, to: str, data: str, *, gas: int, kind: str, ref: str) -> tuple[str, bytes]:
+        self._ensure_signer(sender)
+        self._signer.load(sender)  # never open a second database transaction while holding the first
+        with session_scope(self._engine) as s:
+            nonce = self._reserve_nonce(s, sender)
+            tx = {"to": to, "data": data, "gas": gas, "gasPrice": 0, "nonce": nonce, "chainId": self._chain_id}
+            raw, tx_hash = self._signer.sign_transaction(sender, tx)
+            s.add(ChainTx(signer=sender, nonce=nonce, tx_hash=tx_hash, raw=raw, kind=kind, ref=ref))
+        return tx_hash, raw
+
+    @staticmethod
+    def _reserve_nonce(s: Session, sender: str) -> int:
+        result = s.exec(  # type: ignore[call-overload]
+            update(SignerNonce)
+            .where(SignerNonce.address == sender)  # type: ignore[arg-type]
+            .values(next_nonce=SignerNonce.next_nonce + 1)
+            .returning(SignerNonce.next_nonce)
+        ).first()
+        return int(result[0]) - 1
+
+    def forget_signers(self) -> None:
+        """After a node restart, re-read every signer's nonce from the chain before its next use."""
+        with self._ready_lock:
+            self._ready.clear()
+
+    def unresolved(self, older_than_s: float) -> list[ChainTx]:
+        """Stored transactions with no recorded outcome, oldest nonce first."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with Session(self._engine) as s:
+            q = select(ChainTx).where(ChainTx.status == "signed", col(ChainTx.created_at) < cutoff)
+            return list(s.exec(q.order_by(col(ChainTx.signer), col(ChainTx.nonce))).all())
+
+    def resolve(self, tx: ChainTx) -> TxOutcome | LedgerError | None:
+        """For a stored transaction: its outcome if mined (recorded now), else None after re-sending it."""
+        receipt = self.rpc.receipt(tx.tx_hash)
+        if receipt is None:
+            if self.rpc.call("eth_getTransactionByHash", [tx.tx_hash]) is None:
+                self.broadcast(tx.raw, tx.tx_hash)  # the node lost it (dropped, or restarted): send it again
+            return None
+        to, data = decode_raw(tx.raw)
+        try:
+            return self.settle(tx.tx_hash, receipt, to=to, sender=tx.signer, data=data)
+        except LedgerError as exc:
+            return exc
+
+
+def decode_raw(raw: bytes) -> tuple[str, str]:
+    """The `to` and `data` of a signed legacy transaction."""
+    fields = rlp.decode(raw)
+    return "0x" + bytes(fields[3]).hex(), "0x" + bytes(fields[5]).hex()

@@ -1,0 +1,65 @@
+"""The database engine: SQLite in the data folder by default, PostgreSQL when DATABASE_URL points at one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine
+
+from backend import models  # noqa: F401  (registers the tables)
+
+
+def make_engine(url: str) -> Engine:
+    """`hide_parameters`: a failing statement's values (ciphertexts, API key digests) stay out of errors and logs."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=32, hide_parameters=True
+        )
+        _sqlite_write_transactions(engine)
+    else:
+        engine = create_engine(url, pool_size=32, max_overflow=64, pool_pre_ping=True, hide_parameters=True)
+    return engine
+
+
+def _sqlite_write_transactions(engine: Engine) -> None:
+    """SQLite: WAL, and every transaction takes the write lock at BEGIN (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads and then writes can fail at once with "database is locked" when
+    another writer got there first; taking the lock up front makes writers queue (busy timeout) instead.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let us issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def init_db(engine: Engine) -> None:
+    SQLModel.metadata.create_all(engine)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A short unit of work: committed on success, rolled back on any error. Never hold one across RPC calls."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

@@ -1,0 +1,141 @@
+"""One tree of domain errors. Each class carries its machine-readable code and HTTP status and builds its
+own message; the API maps them to JSON in one handler. Messages never include secrets."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class LedgerError(Exception):
+    """Base of every refusal the service gives a caller."""
+
+    code: ClassVar[str] = "ledger_error"
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+# ---------------------------------------------------------------- access
+class Unauthenticated(LedgerError):
+    code, status = "unauthenticated", 401
+
+
+class Forbidden(LedgerError):
+    code, status = "forbidden", 403
+
+
+class NotFound(LedgerError):
+    code, status = "not_found", 404
+
+    def __init__(self, resource: str, ident: object) -> None:
+        super().__init__(f"{resource} {ident} does not exist or is not visible to you", resource=resource, id=ident)
+
+
+class RateLimited(LedgerError):
+    code, status = "rate_limited", 429
+
+
+# ---------------------------------------------------------------- input
+class InvalidInput(LedgerError):
+    code, status = "invalid_input", 422
+
+
+class IdempotencyKeyReused(LedgerError):
+    code, status = "idempotency_key_reused", 422
+
+
+class IdempotencyInProgress(LedgerError):
+    code, status = "idempotency_in_progress", 409
+
+
+# ---------------------------------------------------------------- state and rules
+class Conflict(LedgerError):
+    code, status = "conflict", 409
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class InvalidState(Conflict):
+    code = "invalid_state"
+
+
+class BudgetExceeded(Conflict):
+    code = "budget_exceeded"
+
+
+class CapExceeded(Conflict):
+    code = "cap_exceeded"
+
+
+class InsufficientBalance(Conflict):
+    code = "insufficient_balance"
+
+
+class InvoiceAlreadyRedeemed(Conflict):
+    code = "invoice_already_redeemed"
+
+
+class ExceedsSubsidy(Conflict):
+    code = "exceeds_subsidy_ratio"
+
+
+class ProgrammeExpired(Conflict):
+    code = "programme_expired"
+
+
+class ProgrammeNotStarted(Conflict):
+    code = "programme_not_started"
+
+
+class ProgrammeStillActive(Conflict):
+    code = "programme_still_active"
+
+
+class AccountFrozen(Conflict):
+    code = "account_frozen"
+
+
+class ProviderNotInProgramme(Conflict):
+    code = "provider_not_in_programme"
+
+
+class CategoryNotAllowed(Conflict):
+    code = "category_not_allowed"
+
+
+class RelatedParty(Conflict):
+    code = "related_party"
+
+
+class ConsentRejected(Conflict):
+    code = "consent_rejected"
+
+
+class LedgerPaused(Conflict):
+    code = "ledger_paused"
+
+
+# ---------------------------------------------------------------- chain
+class ChainError(LedgerError):
+    code, status = "chain_error", 502
+
+
+class ChainReverted(ChainError):
+    """The contract refused for a reason the service did not foresee; the decoded error is attached."""
+
+    code = "chain_reverted"
+
+
+class NodeUnavailable(ChainError):
+    code, status = "node_unavailable", 503
+
+
+class TransactionPending(ChainError):
+    """Sent, but no receipt yet within the wait; the transaction is still tracked and will be resolved."""
+
+    code, status = "transaction_pending", 202

@@ -1,0 +1,94 @@
+"""API keys: random secrets shown once, stored as SHA-256 digests, each bound to a role (and a participant)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+
+from backend.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from backend.models import ApiKey, Participant, utcnow
+from backend.services.context import Context
+
+ROLES = ("admin", "issuer", "finance", "supervisor", "enterprise", "provider")
+PARTICIPANT_ROLES = ("enterprise", "provider")
+_PREFIX = "cvl_"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is calling: the key's id, its role and, for enterprises and providers, their participant id."""
+
+    key_id: str
+    role: str
+    participant_id: int | None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    id: str
+    secret: str
+    role: str
+    participant_id: int | None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_api_key(ctx: Context, *, role: str, participant_id: int | None, label: str = "") -> NewKey:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
+    if (role in PARTICIPANT_ROLES) != (participant_id is not None):
+        raise InvalidInput(f"a {role} key {'needs' if role in PARTICIPANT_ROLES else 'takes no'} participant_id")
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        if participant_id is not None:
+            p = s.get(Participant, participant_id)
+            if p is None:
+                raise NotFound("participant", participant_id)
+            if p.kind != role:
+                raise InvalidInput(f"participant {participant_id} is a {p.kind}, not a {role}")
+        key_id = secrets.token_hex(6)
+        secret = f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        s.add(ApiKey(id=key_id, secret_hash=_digest(secret), role=role, participant_id=participant_id, label=label))
+        s.commit()
+    return NewKey(id=key_id, secret=secret, role=role, participant_id=participant_id)
+
+
+def authenticate(ctx: Context, secret: str | None) -> Actor:
+    if not secret or not secret.startswith(_PREFIX) or secret.count("_") < 2:
+        raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
+    key_id = secret[len(_PREFIX) :].split("_", 1)[0]
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        row = s.get(ApiKey, key_id)
+        frozen = False
+        if row is not None and row.participant_id is not None:
+            p = s.get(Participant, row.participant_id)
+            frozen = bool(p and p.frozen)
+    if row is None or not hmac.compare_digest(row.secret_hash, _digest(secret)):
+        raise Unauthenticated("this API key is not valid")
+    if row.revoked_at is not None:
+        raise Unauthenticated("this API key was revoked")
+    if frozen:
+        raise Forbidden("the participant this key belongs to is frozen")
+    return Actor(key_id=row.id, role=row.role, participant_id=row.participant_id)
+
+
+def revoke_api_key(ctx: Context, *, key_id: str) -> ApiKey:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        row = s.get(ApiKey, key_id)
+        if row is None:
+            raise NotFound("API key", key_id)
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            s.add(row)
+            s.commit()
+        return row
+
+
+def list_api_keys(ctx: Context) -> list[ApiKey]:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        return list(s.exec(select(ApiKey).order_by(ApiKey.created_at)).all())

@@ -1,0 +1,207 @@
+"""Applications: an enterprise applies, an issuer approves (possibly less) and the vouchers are issued on
+chain, or rejects with a reason. Budget and cap are checked before any transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from eth_utils import keccak
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from backend.errors import (
+    AccountFrozen,
+    BudgetExceeded,
+    CapExceeded,
+    InvalidInput,
+    InvalidState,
+    LedgerError,
+    NotFound,
+    ProgrammeExpired,
+    TransactionPending,
+)
+from backend.models import Application, Participant, utcnow
+from backend.money import yuan
+from backend.services import participants, programmes
+from backend.services.context import Context
+
+
+def application_ref(application_id: int) -> bytes:
+    return keccak(text=f"application:{application_id}")
+
+
+def apply(ctx: Context, *, enterprise_id: int, programme_id: int, amount: int, purpose: str) -> Application:
+    enterprise = participants.get(ctx, enterprise_id, kind="enterprise")
+    if enterprise.frozen:
+        raise AccountFrozen("your account is frozen: applications are not accepted")
+    programme = programmes.get_row(ctx, programme_id)
+    if amount <= 0 or amount > programme.cap_per_enterprise:
+        raise InvalidInput(
+            f"amount must be between 1 fen and the cap {yuan(programme.cap_per_enterprise)}", field="amount"
+        )
+    row = Application(enterprise_id=enterprise_id, programme_id=programme_id, amount=amount, purpose=purpose)
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        s.add(row)
+        s.commit()
+    return row
+
+
+def get(ctx: Context, application_id: int) -> Application:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        row = s.get(Application, application_id)
+    if row is None:
+        raise NotFound("application", application_id)
+    return row
+
+
+def list_for(
+    ctx: Context, *, enterprise_id: int | None = None, programme_id: int | None = None, status: str | None = None
+) -> list[Application]:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        q = select(Application).order_by(col(Application.id))
+        if enterprise_id is not None:
+            q = q.where(Application.enterprise_id == enterprise_id)
+        if programme_id is not None:
+            q = q.where(Application.programme_id == programme_id)
+        if status is not None:
+            q = q.where(Application.status == status)
+        return list(s.exec(q).all())
+
+
+def reject(ctx: Context, *, application_id: int, reason: str) -> Application:
+    if not reason.strip():
+        raise InvalidInput("a rejection needs a reason the enterprise can read", field="reason")
+    _claim(ctx, [application_id], to="rejected", reason=reason)
+    return get(ctx, application_id)
+
+
+def approve(ctx: Context, *, application_id: int, amount: int | None = None) -> Application:
+    return approve_batch(ctx, approvals={application_id: amount})[0]
+
+
+def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[Application]:
+    """Approves applications of one programme in one all-or-nothing issuance transaction."""
+    apps = [get(ctx, i) for i in approvals]
+    if len({a.programme_id for a in apps}) != 1:
+        raise InvalidInput("a batch approval covers applications of one programme", field="application_ids")
+    amounts = {}
+    for a in apps:
+        asked = approvals[a.id]  # type: ignore[index]
+        amount = a.amount if asked is None else asked
+        if not 0 < amount <= a.amount:
+            raise InvalidInput(f"application {a.id}: approve between 1 fen and the {yuan(a.amount)} applied for")
+        amounts[a.id] = amount
+    pid = apps[0].programme_id
+    _precheck(ctx, pid, apps, amounts)
+    _claim(ctx, list(amounts), to="issuing")
+    _set(ctx, list(amounts), status="issuing", amounts=amounts)  # recorded before sending: the monitor may finish
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        addresses = {a.id: s.get(Participant, a.enterprise_id).address for a in apps}  # type: ignore[union-attr]
+    ids = list(amounts)
+    try:
+        outcome = ctx.chain.send(
+            ctx.operators["issuer"],
+            "issueBatch",
+            pid,
+            [addresses[i] for i in ids],
+            [amounts[i] for i in ids],
+            [application_ref(i) for i in ids],
+            kind="issue",
+            ref=",".join(map(str, ids)),
+            wait_s=ctx.settings.receipt_wait_s,
+        )
+    except TransactionPending:
+        raise  # stays "issuing": the monitor finishes it when the receipt arrives
+    except LedgerError:
+        _set(ctx, ids, status="pending")
+        raise
+    _set(ctx, ids, status="issued", tx_hash=outcome.tx_hash, block_number=outcome.block_number, amounts=amounts)
+    return [get(ctx, i) for i in ids]
+
+
+def mark_issued(ctx: Context, ids: list[int], *, tx_hash: str, block_number: int) -> None:
+    """Completes applications whose issuance confirmed after their request stopped waiting."""
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        for i in ids:
+            row = s.get(Application, i)
+            if row is not None and row.status == "issuing":
+                row.status, row.tx_hash, row.block_number = "issued", tx_hash, block_number
+                row.approved_amount = row.approved_amount or row.amount
+                s.add(row)
+        s.commit()
+
+
+def mark_pending(ctx: Context, ids: list[int]) -> None:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        for i in ids:
+            row = s.get(Application, i)
+            if row is not None and row.status == "issuing":
+                row.status = "pending"
+                s.add(row)
+        s.commit()
+
+
+def _precheck(ctx: Context, pid: int, apps: list[Application], amounts: dict[int | None, int]) -> None:
+    state = ctx.chain.programme(pid)
+    if ctx.chain.now() >= state.valid_until:
+        raise ProgrammeExpired(f"programme {pid} has expired: nothing more can be issued")
+    total = sum(amounts.values())
+    if total > state.available:
+        raise BudgetExceeded(
+            f"programme {pid} has {yuan(state.available)} left; {yuan(total)} asked",
+            available=state.available,
+            requested=total,
+        )
+    per_enterprise: dict[int, int] = defaultdict(int)
+    for a in apps:
+        per_enterprise[a.enterprise_id] += amounts[a.id]
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        for enterprise_id, amount in per_enterprise.items():
+            e = s.get(Participant, enterprise_id)
+            assert e is not None
+            if e.frozen:
+                raise AccountFrozen(f"enterprise {enterprise_id} is frozen")
+            left = state.cap_per_enterprise - int(ctx.chain.call("issuedTo", pid, e.address))
+            if amount > left:
+                raise CapExceeded(
+                    f"enterprise {enterprise_id} may receive {yuan(left)} more; {yuan(amount)} asked",
+                    enterprise_id=enterprise_id,
+                    available=left,
+                    requested=amount,
+                )
+
+
+def _claim(ctx: Context, ids: list[int], *, to: str, reason: str | None = None) -> None:
+    """Moves pending applications to `to` atomically: a second approver finds them taken."""
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        result = s.exec(  # type: ignore[call-overload]
+            update(Application)
+            .where(col(Application.id).in_(ids), Application.status == "pending")
+            .values(status=to, reason=reason, decided_at=utcnow())
+        )
+        if result.rowcount != len(ids):
+            s.rollback()
+            raise InvalidState("only pending applications can be decided; some were decided already")
+        s.commit()
+
+
+def _set(
+    ctx: Context,
+    ids: list[int],
+    *,
+    status: str,
+    tx_hash: str | None = None,
+    block_number: int | None = None,
+    amounts: dict[int | None, int] | None = None,
+) -> None:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        for i in ids:
+            row = s.get(Application, i)
+            assert row is not None
+            row.status = status
+            row.tx_hash = tx_hash or row.tx_hash
+            row.block_number = block_number or row.block_number
+            if amounts is not None:
+                row.approved_amount = amounts[i]
+            s.add(row)
+        s.commit()

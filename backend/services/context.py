@@ -1,0 +1,113 @@
+"""Wires the service together at start: settings checked, database ready, chain reachable, operator keys
+holding their roles, and a bootstrap admin API key written for the first user."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from backend.chain.deploy import DEPLOYMENT_FILE, Deployment, admin_account
+from backend.chain.ledger import ROLES, VoucherChain
+from backend.chain.pipeline import TxPipeline
+from backend.chain.receipts import ReceiptWatcher
+from backend.chain.rpc import Rpc
+from backend.db import init_db, make_engine
+from backend.errors import NodeUnavailable
+from backend.keystore import EncryptedKeyStore
+from backend.models import ApiKey
+from backend.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+ADMIN_API_KEY_FILE = "admin-api-key"
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: Engine
+    chain: VoucherChain
+    keys: EncryptedKeyStore
+    operators: dict[str, str]  # role -> managed address that acts for it on chain
+    watcher: ReceiptWatcher
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def pipeline(self) -> TxPipeline:
+        assert self.chain.pipeline is not None
+        return self.chain.pipeline
+
+    def close(self) -> None:
+        monitor = self.extras.get("monitor")
+        if monitor is not None:
+            monitor.stop()  # type: ignore[attr-defined]
+        self.watcher.stop()
+        self.chain.rpc.close()
+        self.engine.dispose()
+
+
+def _load_deployment(settings: Settings) -> Deployment:
+    path = settings.data_dir / DEPLOYMENT_FILE
+    if not path.is_file():
+        raise ConfigError(f"no {path}: start the devnet with `voucher devnet up --data-dir {settings.data_dir}` first")
+    return Deployment.load(path)
+
+
+def build_context(settings: Settings) -> Context:
+    deployment = _load_deployment(settings)
+    rpc_url = settings.rpc_url or deployment.rpc_url
+    rpc = Rpc(rpc_url)
+    try:
+        chain_id = rpc.chain_id()
+    except NodeUnavailable:
+        raise ConfigError(f"the chain node at {rpc_url} does not answer: start it (`voucher devnet up`)") from None
+    if chain_id != deployment.chain_id:
+        raise ConfigError(
+            f"the node at {rpc_url} runs chain {chain_id}, but {settings.data_dir / DEPLOYMENT_FILE} "
+            f"is for chain {deployment.chain_id}: point VOUCHER_RPC_URL at the right node"
+        )
+    if rpc.code(deployment.voucher.address) in ("0x", "0x0", None):
+        raise ConfigError(
+            f"the chain at {rpc_url} has no contract at {deployment.voucher.address}: its state was lost; "
+            "run `voucher devnet up --redeploy` to start a fresh ledger"
+        )
+    engine = make_engine(settings.db_url)
+    init_db(engine)
+    keys = EncryptedKeyStore(engine, settings.master_key_bytes())
+    admin = admin_account(settings.data_dir)
+    keys.adopt(admin)
+    watcher = ReceiptWatcher(rpc)
+    watcher.start()
+    chain = VoucherChain(deployment, rpc)
+    chain.pipeline = TxPipeline(
+        rpc=rpc, engine=engine, signer=keys, chain_id=chain_id, translate=chain.translate, watcher=watcher
+    )
+    operators = {"admin": str(admin.address)}
+    for role in ROLES:
+        address = keys.find(f"operator:{role}") or keys.create(f"operator:{role}")
+        if not chain.has_role(role, address):
+            chain.send(admin.address, "grantRole", ROLES[role], address, kind="grant_role", ref=role)
+        operators[role] = address
+    ctx = Context(settings=settings, engine=engine, chain=chain, keys=keys, operators=operators, watcher=watcher)
+    ensure_admin_api_key(ctx)
+    return ctx
+
+
+def ensure_admin_api_key(ctx: Context) -> Path | None:
+    """On first start, create an admin API key and write it to D/admin-api-key (mode 0600)."""
+    from backend.services.apikeys import create_api_key
+
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        if s.exec(select(ApiKey).where(ApiKey.role == "admin")).first() is not None:
+            return None
+    key = create_api_key(ctx, role="admin", participant_id=None, label="bootstrap admin")
+    path = ctx.settings.data_dir / ADMIN_API_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.secret + "\n")
+    log.info("bootstrap admin API key written to %s", path)
+    return path

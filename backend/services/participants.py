@@ -1,0 +1,145 @@
+"""Enterprises and providers: registration with a managed key on chain, freezing, related parties."""
+
+from __future__ import annotations
+
+from eth_utils import keccak
+from sqlmodel import Session, select
+
+from backend import credit_code
+from backend.chain.ledger import ENTERPRISE, PROVIDER
+from backend.errors import AlreadyExists, InvalidInput, InvalidState, LedgerError, NotFound
+from backend.models import Participant, RelatedParty
+from backend.services.context import Context
+
+CATEGORIES = {"intelligent": 0, "general": 1, "supercomputing": 2}
+SIZES = ("micro", "small", "medium")
+
+
+def categories_mask(names: list[str]) -> int:
+    unknown = [n for n in names if n not in CATEGORIES]
+    if unknown:
+        raise InvalidInput(f"unknown compute categories {unknown}; known: {', '.join(CATEGORIES)}", field="categories")
+    return sum(1 << CATEGORIES[n] for n in set(names))
+
+
+def category_names(mask: int) -> list[str]:
+    return [n for n, bit in CATEGORIES.items() if mask >> bit & 1]
+
+
+def register(
+    ctx: Context,
+    *,
+    kind: str,
+    name: str,
+    credit: str,
+    region_code: str = "",
+    industry: str = "",
+    size: str = "",
+    categories: list[str] | None = None,
+) -> Participant:
+    credit = credit.strip().upper()
+    if (why := credit_code.problem(credit)) is not None:
+        raise InvalidInput(why, field="credit_code")
+    if kind == "enterprise" and size and size not in SIZES:
+        raise InvalidInput(f"size must be one of {', '.join(SIZES)}", field="size")
+    mask = categories_mask(categories or []) if kind == "provider" else 0
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        if s.exec(select(Participant).where(Participant.credit_code == credit)).first() is not None:
+            raise AlreadyExists(f"a participant with credit code {credit} is already registered")
+    address = ctx.keys.create("participant")
+    row = Participant(
+        kind=kind,
+        name=name,
+        credit_code=credit,
+        region_code=region_code,
+        industry=industry,
+        size=size,
+        categories=mask,
+        address=address,
+    )
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        s.add(row)
+        try:
+            s.commit()
+        except Exception:
+            raise AlreadyExists(f"a participant with credit code {credit} is already registered") from None
+    on_chain_kind = ENTERPRISE if kind == "enterprise" else PROVIDER
+    try:
+        ctx.chain.send(
+            ctx.operators["admin"],
+            "registerParticipant",
+            address,
+            on_chain_kind,
+            keccak(text=credit),
+            kind="register",
+            ref=str(row.id),
+        )
+    except LedgerError:
+        with Session(ctx.engine, expire_on_commit=False) as s:  # the chain refused: the record must not outlive it
+            s.delete(s.get(Participant, row.id))
+            s.commit()
+        raise
+    return row
+
+
+def get(ctx: Context, participant_id: int, *, kind: str | None = None) -> Participant:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        row = s.get(Participant, participant_id)
+    if row is None or (kind is not None and row.kind != kind):
+        raise NotFound(kind or "participant", participant_id)
+    return row
+
+
+def list_all(ctx: Context, *, kind: str | None = None, offset: int = 0, limit: int = 100) -> list[Participant]:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        q = select(Participant).order_by(Participant.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+        if kind:
+            q = q.where(Participant.kind == kind)
+        return list(s.exec(q).all())
+
+
+def set_frozen(ctx: Context, *, participant_id: int, frozen: bool, reason_code: int = 0) -> Participant:
+    row = get(ctx, participant_id)
+    if row.frozen == frozen:
+        raise InvalidState(f"participant {participant_id} is already {'frozen' if frozen else 'active'}")
+    args = (row.address, reason_code) if frozen else (row.address,)
+    ctx.chain.send(
+        ctx.operators["supervisor"],
+        "freeze" if frozen else "unfreeze",
+        *args,
+        kind="freeze" if frozen else "unfreeze",
+        ref=str(participant_id),
+    )
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        db_row = s.get(Participant, participant_id)
+        assert db_row is not None
+        db_row.frozen = frozen
+        s.add(db_row)
+        s.commit()
+        return db_row
+
+
+def declare_related(ctx: Context, *, enterprise_id: int, provider_id: int, related: bool) -> None:
+    enterprise = get(ctx, enterprise_id, kind="enterprise")
+    provider = get(ctx, provider_id, kind="provider")
+    ctx.chain.send(
+        ctx.operators["admin"],
+        "setRelatedParty",
+        enterprise.address,
+        provider.address,
+        related,
+        kind="related_party",
+        ref=f"{enterprise_id}:{provider_id}",
+    )
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        existing = s.get(RelatedParty, (enterprise_id, provider_id))
+        if related and existing is None:
+            s.add(RelatedParty(enterprise_id=enterprise_id, provider_id=provider_id))
+        elif not related and existing is not None:
+            s.delete(existing)
+        s.commit()
+
+
+def is_related(ctx: Context, *, enterprise_id: int, provider_id: int) -> bool:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        return s.get(RelatedParty, (enterprise_id, provider_id)) is not None

@@ -1,0 +1,83 @@
+"""One validated settings object, read from the environment (prefix VOUCHER_) and the command line.
+
+It refuses insecure or inconsistent configuration at start, with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.paths import DEFAULT_DATA_DIR
+
+MASTER_KEY_FILE = "master.key"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOUCHER_", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    # SQLite in the data folder unless DATABASE_URL (no prefix, the usual name) points elsewhere.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # 32 random bytes, hex; encrypts managed keys at rest. Generated into D/master.key when not given.
+    master_key: SecretStr | None = None
+    # How long a request waits for its transaction's receipt before answering 202 and tracking it.
+    receipt_wait_s: float = 15.0
+    # Consents expire this long after the enterprise confirms.
+    consent_ttl_s: int = 3600
+    # Requests per minute per API key on the claim and application endpoints; 0 disables the limit.
+    rate_limit_per_minute: int = 0
+    max_body_bytes: int = 64 * 1024
+    # The devnet is started by `voucher serve` when this is true and no RPC URL is set.
+    rpc_url: str | None = None
+    start_devnet: bool = True
+
+    @field_validator("master_key")
+    @classmethod
+    def _strong_master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value().removeprefix("0x")
+        try:
+            key = bytes.fromhex(raw)
+        except ValueError:
+            raise ValueError("VOUCHER_MASTER_KEY must be 64 hex characters (32 random bytes)") from None
+        if len(key) != 32 or len(set(key)) < 8:
+            raise ValueError("VOUCHER_MASTER_KEY must be 32 random bytes (64 hex characters), not a weak value")
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+
+    def master_key_bytes(self) -> bytes:
+        """The key that encrypts managed keys: given, or generated once into D/master.key (mode 0600)."""
+        if self.master_key is not None:
+            return bytes.fromhex(self.master_key.get_secret_value().removeprefix("0x"))
+        path = self.data_dir / MASTER_KEY_FILE
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            if path.stat().st_mode & 0o077:
+                raise ConfigError(f"{path} is readable by other users: run `chmod 600 {path}`") from None
+            return bytes.fromhex(path.read_text().strip())
+        key = os.urandom(32)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex())
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
