@@ -22,7 +22,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VOUCHER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="VOUCHER_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = DEFAULT_DATA_DIR
     # SQLite in the data folder unless DATABASE_URL (no prefix, the usual name) points elsewhere.

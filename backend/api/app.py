@@ -111,6 +111,8 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
             "chain_id": ctx.chain.chain_id,
             "contract": ctx.chain.address,
             "block": ctx.chain.rpc.block_number(),
+            "chain_time": ctx.chain.now(),  # programme windows are judged by this clock, not the server's
+            "paused": ctx.chain.paused(),
         }
 
     @app.exception_handler(LedgerError)

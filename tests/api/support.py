@@ -1,0 +1,121 @@
+"""Test helpers for the API: an authenticated client and factories for participants, programmes, vouchers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlmodel import Session, func, select
+
+from backend.credit_code import with_check
+from backend.models import ChainTx
+from backend.services.context import Context
+
+_seq = itertools.count(1)
+
+
+@dataclass
+class Service:
+    url: str
+    data_dir: Path
+    ctx: Context
+    admin_key: str
+    logs: list[str] = field(default_factory=list)
+
+    def tx_count(self, kind: str | None = None) -> int:
+        with Session(self.ctx.engine) as s:
+            q = select(func.count()).select_from(ChainTx)
+            if kind is not None:
+                q = q.where(ChainTx.kind == kind)
+            return int(s.exec(q).one())
+
+
+def credit_code() -> str:
+    return with_check("91" + "".join(random.choice("0123456789") for _ in range(15)))
+
+
+class Api:
+    """An httpx client on the service; `as_(key)` gives the same client speaking with another API key."""
+
+    def __init__(self, service: Service, key: str | None = None) -> None:
+        self.service = service
+        self.key = key or service.admin_key
+        self.http = httpx.Client(base_url=service.url, timeout=60)
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def as_(self, key: str) -> Api:
+        other = Api.__new__(Api)
+        other.service, other.key, other.http = self.service, key, self.http
+        return other
+
+    def _headers(self, idempotency_key: str | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return self.http.get(path, params=params, headers=self._headers(None))
+
+    def post(self, path: str, body: dict[str, Any] | None = None, *, key: str | None = None) -> httpx.Response:
+        return self.http.post(path, json=body, headers=self._headers(key))
+
+    def ok(self, response: httpx.Response, status: int = 200) -> Any:
+        assert response.status_code == status, f"{response.status_code}: {response.text}"
+        return response.json()
+
+    # -- factories (as admin unless said otherwise) ---------------------------------------------
+    def chain_time(self) -> int:
+        return int(self.ok(self.get("/v1/health"))["chain_time"])
+
+    def enterprise(self, **fields: Any) -> dict[str, Any]:
+        body = {"name": f"Enterprise {next(_seq)}", "credit_code": credit_code(), "region_code": "131000",
+                "industry": "software", "size": "small", **fields}  # fmt: skip
+        return self.ok(self.post("/v1/participants/enterprises", body), 201)  # type: ignore[no-any-return]
+
+    def provider(self, **fields: Any) -> dict[str, Any]:
+        body = {"name": f"Provider {next(_seq)}", "credit_code": credit_code(), "categories": ["intelligent"],
+                **fields}  # fmt: skip
+        return self.ok(self.post("/v1/participants/providers", body), 201)  # type: ignore[no-any-return]
+
+    def programme(self, provider_ids: list[int], **fields: Any) -> dict[str, Any]:
+        now = self.chain_time()
+        body = {
+            "name": f"Programme {next(_seq)}", "ratio_bps": 5000, "budget": 10_000_000_00,
+            "cap_per_enterprise": 1_000_000_00, "valid_from": _iso(now - 60), "valid_until": _iso(now + 365 * 86400),
+            "categories": ["intelligent", "general"], "provider_ids": provider_ids, **fields,
+        }  # fmt: skip
+        return self.ok(self.post("/v1/programmes", body), 201)  # type: ignore[no-any-return]
+
+    def key_for(self, role: str, participant_id: int | None = None) -> str:
+        body = {"role": role, "participant_id": participant_id}
+        return str(self.ok(self.post("/v1/api-keys", body), 201)["secret"])
+
+    def issuer(self) -> Api:
+        return self.as_(self.key_for("issuer"))
+
+    def fund(self, enterprise: dict[str, Any], programme_id: int, amount: int) -> dict[str, Any]:
+        """Applies as the enterprise and approves as an issuer: the enterprise then holds `amount`."""
+        mine = self.as_(self.key_for("enterprise", enterprise["id"]))
+        app = self.ok(mine.post("/v1/applications", {"programme_id": programme_id, "amount": amount,
+                                                     "purpose": "model training"}), 201)  # fmt: skip
+        return self.ok(self.issuer().post(f"/v1/applications/{app['id']}/approve", {}))  # type: ignore[no-any-return]
+
+
+def invoice_number() -> str:
+    return f"FP{os.urandom(8).hex().upper()}"
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
