@@ -89,8 +89,9 @@ def run_service(settings: Settings) -> Iterator[Service]:
     capture = LogCapture()
     logging.getLogger().addHandler(capture)
     port = devnet.free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(make), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(make), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name="api-server", daemon=True)
     thread.start()
     try:
@@ -99,8 +100,13 @@ def run_service(settings: Settings) -> Iterator[Service]:
                 raise RuntimeError("the API server did not start")
             threading.Event().wait(0.02)
         admin_key = (settings.data_dir / "admin-api-key").read_text().strip()
-        yield Service(url=f"http://127.0.0.1:{port}", data_dir=settings.data_dir, ctx=holder["ctx"],
-                      admin_key=admin_key, logs=capture.lines)  # fmt: skip
+        yield Service(
+            url=f"http://127.0.0.1:{port}",
+            data_dir=settings.data_dir,
+            ctx=holder["ctx"],
+            admin_key=admin_key,
+            logs=capture.lines,
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -108,8 +114,9 @@ def run_service(settings: Settings) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="module")
-def service(devnet_dir: Path, deployment: Deployment, database_url: str,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:  # fmt: skip
+def service(
+    devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("service"))
     settings = Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=15.0)
     yield from run_service(settings)

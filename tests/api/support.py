@@ -80,22 +80,33 @@ class Api:
         return int(self.ok(self.get("/v1/health"))["chain_time"])
 
     def enterprise(self, **fields: Any) -> dict[str, Any]:
-        body = {"name": f"Enterprise {next(_seq)}", "credit_code": credit_code(), "region_code": "131000",
-                "industry": "software", "size": "small", **fields}  # fmt: skip
+        body = {
+            "name": f"Enterprise {next(_seq)}",
+            "credit_code": credit_code(),
+            "region_code": "131000",
+            "industry": "software",
+            "size": "small",
+            **fields,
+        }
         return self.ok(self.post("/v1/participants/enterprises", body), 201)  # type: ignore[no-any-return]
 
     def provider(self, **fields: Any) -> dict[str, Any]:
-        body = {"name": f"Provider {next(_seq)}", "credit_code": credit_code(), "categories": ["intelligent"],
-                **fields}  # fmt: skip
+        body = {"name": f"Provider {next(_seq)}", "credit_code": credit_code(), "categories": ["intelligent"], **fields}
         return self.ok(self.post("/v1/participants/providers", body), 201)  # type: ignore[no-any-return]
 
     def programme(self, provider_ids: list[int], **fields: Any) -> dict[str, Any]:
         now = self.chain_time()
         body = {
-            "name": f"Programme {next(_seq)}", "ratio_bps": 5000, "budget": 10_000_000_00,
-            "cap_per_enterprise": 1_000_000_00, "valid_from": _iso(now - 60), "valid_until": _iso(now + 365 * 86400),
-            "categories": ["intelligent", "general"], "provider_ids": provider_ids, **fields,
-        }  # fmt: skip
+            "name": f"Programme {next(_seq)}",
+            "ratio_bps": 5000,
+            "budget": 10_000_000_00,
+            "cap_per_enterprise": 1_000_000_00,
+            "valid_from": _iso(now - 60),
+            "valid_until": _iso(now + 365 * 86400),
+            "categories": ["intelligent", "general"],
+            "provider_ids": provider_ids,
+            **fields,
+        }
         return self.ok(self.post("/v1/programmes", body), 201)  # type: ignore[no-any-return]
 
     def key_for(self, role: str, participant_id: int | None = None) -> str:
@@ -108,8 +119,12 @@ class Api:
     def fund(self, enterprise: dict[str, Any], programme_id: int, amount: int) -> dict[str, Any]:
         """Applies as the enterprise and approves as an issuer: the enterprise then holds `amount`."""
         mine = self.as_(self.key_for("enterprise", enterprise["id"]))
-        app = self.ok(mine.post("/v1/applications", {"programme_id": programme_id, "amount": amount,
-                                                     "purpose": "model training"}), 201)  # fmt: skip
+        app = self.ok(
+            mine.post(
+                "/v1/applications", {"programme_id": programme_id, "amount": amount, "purpose": "model training"}
+            ),
+            201,
+        )
         return self.ok(self.issuer().post(f"/v1/applications/{app['id']}/approve", {}))  # type: ignore[no-any-return]
 
 

@@ -27,13 +27,24 @@ def parties(api: Api) -> Parties:
     enterprise = api.enterprise()
     programme = api.programme([provider["id"]])
     api.fund(enterprise, programme["id"], 100_000_00)
-    return Parties(programme, enterprise, provider, api.as_(api.key_for("enterprise", enterprise["id"])),
-                   api.as_(api.key_for("provider", provider["id"])))  # fmt: skip
+    return Parties(
+        programme,
+        enterprise,
+        provider,
+        api.as_(api.key_for("enterprise", enterprise["id"])),
+        api.as_(api.key_for("provider", provider["id"])),
+    )
 
 
 def _claim(p: Parties, **fields: Any) -> Any:
-    body = {"enterprise_id": p.enterprise["id"], "programme_id": p.programme["id"],
-            "invoice_number": invoice_number(), "invoice_amount": 20_000_00, "category": "intelligent", **fields}  # fmt: skip
+    body = {
+        "enterprise_id": p.enterprise["id"],
+        "programme_id": p.programme["id"],
+        "invoice_number": invoice_number(),
+        "invoice_amount": 20_000_00,
+        "category": "intelligent",
+        **fields,
+    }
     return p.as_provider.post("/v1/redemptions", body)
 
 
@@ -111,8 +122,13 @@ def test_frozen_enterprise_and_provider_are_refused(api: Api, parties: Parties) 
 def test_provider_outside_programme_is_refused(api: Api, parties: Parties) -> None:
     outsider = api.provider()
     as_outsider = api.as_(api.key_for("provider", outsider["id"]))
-    body = {"enterprise_id": parties.enterprise["id"], "programme_id": parties.programme["id"],
-            "invoice_number": invoice_number(), "invoice_amount": 1_000_00, "category": "intelligent"}  # fmt: skip
+    body = {
+        "enterprise_id": parties.enterprise["id"],
+        "programme_id": parties.programme["id"],
+        "invoice_number": invoice_number(),
+        "invoice_amount": 1_000_00,
+        "category": "intelligent",
+    }
     response = as_outsider.post("/v1/redemptions", body)
     assert (response.status_code, response.json()["error"]["code"]) == (409, "provider_not_in_programme")
 
@@ -135,7 +151,12 @@ def test_expired_programme_is_refused(api: Api) -> None:
     api.service.ctx.chain.rpc.call("evm_increaseTime", [300])
     api.service.ctx.chain.rpc.call("evm_mine", [])
     as_provider = api.as_(api.key_for("provider", provider["id"]))
-    body = {"enterprise_id": enterprise["id"], "programme_id": programme["id"], "invoice_number": invoice_number(),
-            "invoice_amount": 1_000_00, "category": "intelligent"}  # fmt: skip
+    body = {
+        "enterprise_id": enterprise["id"],
+        "programme_id": programme["id"],
+        "invoice_number": invoice_number(),
+        "invoice_amount": 1_000_00,
+        "category": "intelligent",
+    }
     response = as_provider.post("/v1/redemptions", body)
     assert (response.status_code, response.json()["error"]["code"]) == (409, "programme_expired")
