@@ -109,6 +109,20 @@ class Redemption(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class Adjustment(SQLModel, table=True):
+    """Vouchers removed by the issuer (reclaim after expiry) or a supervisor (revoke), per holder."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # reclaim | revoke
+    programme_id: int = Field(foreign_key="programme.id", index=True)
+    enterprise_id: int = Field(foreign_key="participant.id", index=True)
+    amount: int = _big()  # type: ignore[assignment]
+    reason_code: int | None = None
+    tx_hash: str
+    block_number: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class InvoiceClaim(SQLModel, table=True):
     """At most one live claim per invoice: the row exists while a claim is pending, submitting or confirmed."""
 

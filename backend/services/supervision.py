@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from backend.errors import InvalidInput, InvalidState, ProgrammeStillActive
-from backend.models import Application, Participant
+from backend.models import Adjustment, Application, Participant
 from backend.money import yuan
 from backend.services import participants, programmes
 from backend.services.context import Context
@@ -37,19 +37,31 @@ def reclaim(ctx: Context, *, programme_id: int) -> ChainAction:
     state = ctx.chain.programme(programmes.get_row(ctx, programme_id).id)
     if ctx.chain.now() < state.valid_until:
         raise ProgrammeStillActive(f"programme {programme_id} is still open: reclaim after it expires")
-    holders = [h.address for h in holders_of(ctx, programme_id) if ctx.chain.balance(h.address, programme_id) > 0]
+    holders = [h for h in holders_of(ctx, programme_id) if ctx.chain.balance(h.address, programme_id) > 0]
+    by_address = {h.address: h for h in holders}
     hashes, total = [], 0
     for i in range(0, len(holders), RECLAIM_CHUNK):
+        chunk = [h.address for h in holders[i : i + RECLAIM_CHUNK]]
         outcome = ctx.chain.send(
-            ctx.operators["issuer"],
-            "reclaim",
-            programme_id,
-            holders[i : i + RECLAIM_CHUNK],
-            kind="reclaim",
-            ref=str(programme_id),
+            ctx.operators["issuer"], "reclaim", programme_id, chunk, kind="reclaim", ref=str(programme_id)
         )
         hashes.append(outcome.tx_hash)
-        total += sum(int(ev.args["amount"]) for ev in ctx.chain.decode_logs(outcome) if ev.name == "VoucherReclaimed")
+        with Session(ctx.engine) as s:
+            for ev in ctx.chain.decode_logs(outcome):
+                if ev.name == "VoucherReclaimed":
+                    amount = int(ev.args["amount"])
+                    total += amount
+                    s.add(
+                        Adjustment(
+                            kind="reclaim",
+                            programme_id=programme_id,
+                            amount=amount,
+                            tx_hash=outcome.tx_hash,
+                            enterprise_id=by_address[ev.args["holder"]].id,
+                            block_number=outcome.block_number,
+                        )
+                    )
+            s.commit()
     return ChainAction(tx_hashes=hashes, amount=total, holders=len(holders))
 
 
@@ -71,6 +83,19 @@ def revoke(ctx: Context, *, programme_id: int, enterprise_id: int, amount: int, 
         kind="revoke",
         ref=f"{programme_id}:{enterprise_id}",
     )
+    with Session(ctx.engine) as s:
+        s.add(
+            Adjustment(
+                kind="revoke",
+                programme_id=programme_id,
+                enterprise_id=enterprise_id,
+                amount=amount,
+                reason_code=reason_code,
+                tx_hash=outcome.tx_hash,
+                block_number=outcome.block_number,
+            )
+        )
+        s.commit()
     return ChainAction(tx_hashes=[outcome.tx_hash], amount=amount, holders=1)
 
 
