@@ -57,10 +57,7 @@ def _load_deployment(settings: Settings) -> Deployment:
     return Deployment.load(path)
 
 
-def build_context(settings: Settings) -> Context:
-    deployment = _load_deployment(settings)
-    rpc_url = settings.rpc_url or deployment.rpc_url
-    rpc = Rpc(rpc_url)
+def _check_chain(rpc: Rpc, rpc_url: str, deployment: Deployment, settings: Settings) -> None:
     try:
         chain_id = rpc.chain_id()
     except NodeUnavailable:
@@ -75,6 +72,17 @@ def build_context(settings: Settings) -> Context:
             f"the chain at {rpc_url} has no contract at {deployment.voucher.address}: its state was lost; "
             "run `voucher devnet up --redeploy` to start a fresh ledger"
         )
+
+
+def build_context(settings: Settings) -> Context:
+    deployment = _load_deployment(settings)
+    rpc_url = settings.rpc_url or deployment.rpc_url
+    rpc = Rpc(rpc_url)
+    try:
+        _check_chain(rpc, rpc_url, deployment, settings)
+    except BaseException:
+        rpc.close()
+        raise
     engine = make_engine(settings.db_url)
     init_db(engine)
     keys = EncryptedKeyStore(engine, settings.master_key_bytes())
@@ -84,7 +92,7 @@ def build_context(settings: Settings) -> Context:
     watcher.start()
     chain = VoucherChain(deployment, rpc)
     chain.pipeline = TxPipeline(
-        rpc=rpc, engine=engine, signer=keys, chain_id=chain_id, translate=chain.translate, watcher=watcher
+        rpc=rpc, engine=engine, signer=keys, chain_id=deployment.chain_id, translate=chain.translate, watcher=watcher
     )
     operators = {"admin": str(admin.address)}
     for role in ROLES:
