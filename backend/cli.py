@@ -88,6 +88,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from backend import demo
+
+    return demo.main(args.url, args.data_dir, args.admin_key_file)
+
+
 def _build(args: argparse.Namespace) -> int:
     try:
         artifacts = compiler.build(force=args.force)
@@ -115,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="worker processes")
     serve.add_argument("--devnet-port", type=int, default=devnet.DEFAULT_PORT, help="RPC port of the devnet")
     serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo", help="run a whole programme lifecycle against the running service (devnet)")
+    demo.add_argument("--url", default="http://127.0.0.1:8000", help="the service (default http://127.0.0.1:8000)")
+    demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state folder (default ./.data)")
+    demo.add_argument("--admin-key-file", type=Path, help="the admin API key (default D/admin-api-key)")
+    demo.set_defaults(func=_demo)
 
     dep = sub.add_parser("deploy", help="deploy to any EVM node (e.g. Besu) unless it already has the contract")
     dep.add_argument("--rpc-url", required=True, help="the node's JSON-RPC URL")

@@ -13,22 +13,31 @@ from sqlmodel import Session, SQLModel, create_engine
 from backend import models  # noqa: F401  (registers the tables)
 
 
-def make_engine(url: str) -> Engine:
-    """`hide_parameters`: a failing statement's values (ciphertexts, API key digests) stay out of errors and logs."""
+def make_engines(url: str) -> tuple[Engine, Engine]:
+    """(writer, reader). On PostgreSQL both are the same engine. On SQLite the writer takes the write lock at
+    BEGIN and the reader never does, so reads run side by side (WAL) while writers queue.
+
+    `hide_parameters`: a failing statement's values (ciphertexts, API key digests) stay out of errors and logs.
+    """
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite"):
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=32, hide_parameters=True
-        )
-        _sqlite_write_transactions(engine)
-    else:
+    if not url.startswith("sqlite"):
         engine = create_engine(url, pool_size=32, max_overflow=64, pool_pre_ping=True, hide_parameters=True)
-    return engine
+        return engine, engine
+    args = {"check_same_thread": False, "timeout": 30}
+    writer = create_engine(url, connect_args=args, pool_size=16, max_overflow=16, hide_parameters=True)
+    reader = create_engine(url, connect_args=args, pool_size=32, max_overflow=64, hide_parameters=True)
+    _sqlite_transactions(writer, "BEGIN IMMEDIATE")
+    _sqlite_transactions(reader, "BEGIN")
+    return writer, reader
 
 
-def _sqlite_write_transactions(engine: Engine) -> None:
-    """SQLite: WAL, and every transaction takes the write lock at BEGIN (BEGIN IMMEDIATE).
+def make_engine(url: str) -> Engine:
+    return make_engines(url)[0]
+
+
+def _sqlite_transactions(engine: Engine, begin: str) -> None:
+    """SQLite: WAL, and transactions begun by us: the writer's with BEGIN IMMEDIATE.
 
     A deferred transaction that reads and then writes can fail at once with "database is locked" when
     another writer got there first; taking the lock up front makes writers queue (busy timeout) instead.
@@ -46,7 +55,7 @@ def _sqlite_write_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
 def init_db(engine: Engine) -> None:

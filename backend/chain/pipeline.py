@@ -48,7 +48,15 @@ class TxOutcome:
 
 class TxPipeline:
     def __init__(
-        self, *, rpc: Rpc, engine: Engine, signer: Signer, chain_id: int, translate: Translate, watcher: Any
+        self,
+        *,
+        rpc: Rpc,
+        engine: Engine,
+        signer: Signer,
+        chain_id: int,
+        translate: Translate,
+        watcher: Any,
+        wait_s: float = 15.0,
     ) -> None:
         self.rpc = rpc
         self._engine = engine
@@ -56,19 +64,22 @@ class TxPipeline:
         self._chain_id = chain_id
         self._translate = translate
         self._watcher = watcher
+        self._wait_s = wait_s  # how long a request waits for its receipt before answering "pending"
         self._ready: set[str] = set()
         self._ready_lock = threading.Lock()
 
     # -- the path --------------------------------------------------------------------------------
-    def transact(self, sender: str, to: str, data: str, *, kind: str, ref: str = "", wait_s: float = 15.0) -> TxOutcome:
-        try:
-            gas = self.rpc.estimate_gas(sender, to, data)
-        except RpcError as exc:
-            raise self._translate(exc.revert_data, exc.message) from None
-        tx_hash, raw = self._sign_and_store(sender, to, data, gas=gas * 13 // 10 + 10_000, kind=kind, ref=ref)
+    def transact(self, sender: str, to: str, data: str, *, kind: str, ref: str = "", wait_s: float | None = None,
+                 gas: int | None = None) -> TxOutcome:  # fmt: skip
+        if gas is None:
+            try:
+                gas = self.rpc.estimate_gas(sender, to, data) * 13 // 10 + 10_000
+            except RpcError as exc:
+                raise self._translate(exc.revert_data, exc.message) from None
+        tx_hash, raw = self._sign_and_store(sender, to, data, gas=gas, kind=kind, ref=ref)
         self._watcher.expect(tx_hash)
         self.broadcast(raw, tx_hash)
-        receipt = self._watcher.wait(tx_hash, wait_s)
+        receipt = self._watcher.wait(tx_hash, self._wait_s if wait_s is None else wait_s)
         if receipt is None:
             raise TransactionPending(
                 f"transaction {tx_hash} was sent but is not yet in a block; it is tracked and will be resolved",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from backend.chain.rpc import Rpc, RpcError
@@ -27,6 +28,7 @@ class ReceiptWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_block = -1
+        self._head_time: tuple[int, float] | None = None  # (latest block timestamp, monotonic time seen)
 
     def start(self) -> None:
         try:
@@ -76,8 +78,17 @@ class ReceiptWatcher:
                 log.debug("receipt watcher: %s", exc)
                 self._stop.wait(0.5)
 
+    def head_time(self, max_age_s: float = 1.0) -> int | None:
+        """The latest block's timestamp as last seen (at most `max_age_s` old), or None."""
+        seen = self._head_time
+        if seen is None or time.monotonic() - seen[1] > max_age_s:
+            return None
+        return seen[0]
+
     def _follow(self) -> None:
-        head = self._rpc.block_number()
+        latest = self._rpc.call("eth_getBlockByNumber", ["latest", False])
+        head = int(latest["number"], 16)
+        self._head_time = (int(latest["timestamp"], 16), time.monotonic())
         if head < self._last_block:  # the chain went back (node restored from an older state)
             self._last_block = head - 1
         if self._last_block < 0:

@@ -7,7 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from backend.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from backend.models import ApiKey, Participant, utcnow
@@ -44,7 +44,7 @@ def create_api_key(ctx: Context, *, role: str, participant_id: int | None, label
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
     if (role in PARTICIPANT_ROLES) != (participant_id is not None):
         raise InvalidInput(f"a {role} key {'needs' if role in PARTICIPANT_ROLES else 'takes no'} participant_id")
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.write() as s:
         if participant_id is not None:
             p = s.get(Participant, participant_id)
             if p is None:
@@ -62,7 +62,7 @@ def authenticate(ctx: Context, secret: str | None) -> Actor:
     if not secret or not secret.startswith(_PREFIX) or secret.count("_") < 2:
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
     key_id = secret[len(_PREFIX) :].split("_", 1)[0]
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         row = s.get(ApiKey, key_id)
         frozen = False
         if row is not None and row.participant_id is not None:
@@ -78,7 +78,7 @@ def authenticate(ctx: Context, secret: str | None) -> Actor:
 
 
 def revoke_api_key(ctx: Context, *, key_id: str) -> ApiKey:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.write() as s:
         row = s.get(ApiKey, key_id)
         if row is None:
             raise NotFound("API key", key_id)
@@ -90,5 +90,5 @@ def revoke_api_key(ctx: Context, *, key_id: str) -> ApiKey:
 
 
 def list_api_keys(ctx: Context) -> list[ApiKey]:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         return list(s.exec(select(ApiKey).order_by(ApiKey.created_at)).all())

@@ -4,10 +4,11 @@ chain, or rejects with a reason. Budget and cap are checked before any transacti
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime
 
 from eth_utils import keccak
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from backend.errors import (
     AccountFrozen,
@@ -26,6 +27,10 @@ from backend.services import participants, programmes
 from backend.services.context import Context
 
 
+def _ts(dt: datetime) -> int:
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
+
+
 def application_ref(application_id: int) -> bytes:
     return keccak(text=f"application:{application_id}")
 
@@ -35,19 +40,21 @@ def apply(ctx: Context, *, enterprise_id: int, programme_id: int, amount: int, p
     if enterprise.frozen:
         raise AccountFrozen("your account is frozen: applications are not accepted")
     programme = programmes.get_row(ctx, programme_id)
+    if ctx.chain.now() >= _ts(programme.valid_until):
+        raise ProgrammeExpired(f"programme {programme_id} has expired: it takes no more applications")
     if amount <= 0 or amount > programme.cap_per_enterprise:
         raise InvalidInput(
             f"amount must be between 1 fen and the cap {yuan(programme.cap_per_enterprise)}", field="amount"
         )
     row = Application(enterprise_id=enterprise_id, programme_id=programme_id, amount=amount, purpose=purpose)
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.write() as s:
         s.add(row)
         s.commit()
     return row
 
 
 def get(ctx: Context, application_id: int) -> Application:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         row = s.get(Application, application_id)
     if row is None:
         raise NotFound("application", application_id)
@@ -57,7 +64,7 @@ def get(ctx: Context, application_id: int) -> Application:
 def list_for(
     ctx: Context, *, enterprise_id: int | None = None, programme_id: int | None = None, status: str | None = None
 ) -> list[Application]:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         q = select(Application).order_by(col(Application.id))
         if enterprise_id is not None:
             q = q.where(Application.enterprise_id == enterprise_id)
@@ -84,6 +91,9 @@ def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[App
     apps = [get(ctx, i) for i in approvals]
     if len({a.programme_id for a in apps}) != 1:
         raise InvalidInput("a batch approval covers applications of one programme", field="application_ids")
+    undecided = [a.id for a in apps if a.status != "pending"]
+    if undecided:
+        raise InvalidState(f"only pending applications can be approved; {undecided} were decided already")
     amounts = {}
     for a in apps:
         asked = approvals[a.id]  # type: ignore[index]
@@ -95,7 +105,7 @@ def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[App
     _precheck(ctx, pid, apps, amounts)
     _claim(ctx, list(amounts), to="issuing")
     _set(ctx, list(amounts), status="issuing", amounts=amounts)  # recorded before sending: the monitor may finish
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         addresses = {a.id: s.get(Participant, a.enterprise_id).address for a in apps}  # type: ignore[union-attr]
     ids = list(amounts)
     try:
@@ -108,12 +118,11 @@ def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[App
             [application_ref(i) for i in ids],
             kind="issue",
             ref=",".join(map(str, ids)),
-            wait_s=ctx.settings.receipt_wait_s,
         )
     except TransactionPending:
         raise  # stays "issuing": the monitor finishes it when the receipt arrives
     except LedgerError:
-        _set(ctx, ids, status="pending")
+        mark_pending(ctx, ids)
         raise
     _set(ctx, ids, status="issued", tx_hash=outcome.tx_hash, block_number=outcome.block_number, amounts=amounts)
     return [get(ctx, i) for i in ids]
@@ -121,7 +130,7 @@ def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[App
 
 def mark_issued(ctx: Context, ids: list[int], *, tx_hash: str, block_number: int) -> None:
     """Completes applications whose issuance confirmed after their request stopped waiting."""
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.write() as s:
         for i in ids:
             row = s.get(Application, i)
             if row is not None and row.status == "issuing":
@@ -132,11 +141,11 @@ def mark_issued(ctx: Context, ids: list[int], *, tx_hash: str, block_number: int
 
 
 def mark_pending(ctx: Context, ids: list[int]) -> None:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.write() as s:
         for i in ids:
             row = s.get(Application, i)
-            if row is not None and row.status == "issuing":
-                row.status = "pending"
+            if row is not None and row.status == "issuing":  # undecided again, as if never approved
+                row.status, row.approved_amount, row.decided_at = "pending", None, None
                 s.add(row)
         s.commit()
 
@@ -155,7 +164,7 @@ def _precheck(ctx: Context, pid: int, apps: list[Application], amounts: dict[int
     per_enterprise: dict[int, int] = defaultdict(int)
     for a in apps:
         per_enterprise[a.enterprise_id] += amounts[a.id]
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         for enterprise_id, amount in per_enterprise.items():
             e = s.get(Participant, enterprise_id)
             assert e is not None
@@ -173,7 +182,7 @@ def _precheck(ctx: Context, pid: int, apps: list[Application], amounts: dict[int
 
 def _claim(ctx: Context, ids: list[int], *, to: str, reason: str | None = None) -> None:
     """Moves pending applications to `to` atomically: a second approver finds them taken."""
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.write() as s:
         result = s.exec(  # type: ignore[call-overload]
             update(Application)
             .where(col(Application.id).in_(ids), Application.status == "pending")
@@ -194,7 +203,7 @@ def _set(
     block_number: int | None = None,
     amounts: dict[int | None, int] | None = None,
 ) -> None:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.write() as s:
         for i in ids:
             row = s.get(Application, i)
             assert row is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from backend.models import Adjustment, Application, Participant, Redemption
 from backend.services.context import Context
@@ -13,7 +13,7 @@ from backend.services.context import Context
 def recorded_balances(ctx: Context) -> dict[tuple[int, int], int]:
     """(enterprise id, programme id) -> issued - confirmed redemptions - reclaimed - revoked, from the database."""
     totals: dict[tuple[int, int], int] = defaultdict(int)
-    with Session(ctx.engine) as s:
+    with ctx.read() as s:
         for a in s.exec(select(Application).where(Application.status == "issued")).all():
             totals[(a.enterprise_id, a.programme_id)] += a.approved_amount or 0
         for r in s.exec(select(Redemption).where(Redemption.status == "confirmed")).all():
@@ -24,7 +24,7 @@ def recorded_balances(ctx: Context) -> dict[tuple[int, int], int]:
 
 
 def chain_balances(ctx: Context, keys: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
-    with Session(ctx.engine) as s:
+    with ctx.read() as s:
         addresses = {p.id: p.address for p in s.exec(select(Participant)).all()}
     return {(e, p): ctx.chain.balance(addresses[e], p) for e, p in keys}
 

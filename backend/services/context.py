@@ -16,7 +16,7 @@ from backend.chain.ledger import ROLES, VoucherChain
 from backend.chain.pipeline import TxPipeline
 from backend.chain.receipts import ReceiptWatcher
 from backend.chain.rpc import Rpc
-from backend.db import init_db, make_engine
+from backend.db import init_db, make_engines
 from backend.errors import NodeUnavailable
 from backend.keystore import EncryptedKeyStore
 from backend.models import ApiKey
@@ -34,7 +34,16 @@ class Context:
     keys: EncryptedKeyStore
     operators: dict[str, str]  # role -> managed address that acts for it on chain
     watcher: ReceiptWatcher
+    reader: Engine | None = None  # read-only sessions; the writer when not set
     extras: dict[str, object] = field(default_factory=dict)
+
+    def read(self) -> Session:
+        """A session for reads only (on SQLite it never takes the write lock)."""
+        return Session(self.reader or self.engine, expire_on_commit=False)
+
+    def write(self) -> Session:
+        """A session that writes: keep it short and never hold it across a call to the chain."""
+        return Session(self.engine, expire_on_commit=False)
 
     @property
     def pipeline(self) -> TxPipeline:
@@ -48,6 +57,8 @@ class Context:
         self.watcher.stop()
         self.chain.rpc.close()
         self.engine.dispose()
+        if self.reader is not None:
+            self.reader.dispose()
 
 
 def _load_deployment(settings: Settings) -> Deployment:
@@ -83,7 +94,7 @@ def build_context(settings: Settings) -> Context:
     except BaseException:
         rpc.close()
         raise
-    engine = make_engine(settings.db_url)
+    engine, reader = make_engines(settings.db_url)
     init_db(engine)
     keys = EncryptedKeyStore(engine, settings.master_key_bytes())
     admin = admin_account(settings.data_dir)
@@ -91,8 +102,15 @@ def build_context(settings: Settings) -> Context:
     watcher = ReceiptWatcher(rpc)
     watcher.start()
     chain = VoucherChain(deployment, rpc)
+    chain.clock = watcher.head_time
     chain.pipeline = TxPipeline(
-        rpc=rpc, engine=engine, signer=keys, chain_id=deployment.chain_id, translate=chain.translate, watcher=watcher
+        rpc=rpc,
+        engine=engine,
+        signer=keys,
+        chain_id=deployment.chain_id,
+        translate=chain.translate,
+        watcher=watcher,
+        wait_s=settings.receipt_wait_s,
     )
     operators = {"admin": str(admin.address)}
     for role in ROLES:
@@ -100,7 +118,15 @@ def build_context(settings: Settings) -> Context:
         if not chain.has_role(role, address):
             chain.send(admin.address, "grantRole", ROLES[role], address, kind="grant_role", ref=role)
         operators[role] = address
-    ctx = Context(settings=settings, engine=engine, chain=chain, keys=keys, operators=operators, watcher=watcher)
+    ctx = Context(
+        settings=settings,
+        engine=engine,
+        chain=chain,
+        keys=keys,
+        operators=operators,
+        watcher=watcher,
+        reader=reader if reader is not engine else None,
+    )
     ensure_admin_api_key(ctx)
     return ctx
 
@@ -109,7 +135,7 @@ def ensure_admin_api_key(ctx: Context) -> Path | None:
     """On first start, create an admin API key and write it to D/admin-api-key (mode 0600)."""
     from backend.services.apikeys import create_api_key
 
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         if s.exec(select(ApiKey).where(ApiKey.role == "admin")).first() is not None:
             return None
     key = create_api_key(ctx, role="admin", participant_id=None, label="bootstrap admin")

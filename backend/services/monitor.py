@@ -9,26 +9,45 @@ import threading
 from backend.chain.pipeline import TxOutcome
 from backend.errors import LedgerError, NodeUnavailable
 from backend.models import ChainTx
-from backend.services import applications, redemptions
+from backend.services import applications, participants, programmes, redemptions, supervision
 from backend.services.context import Context
 
 log = logging.getLogger(__name__)
 
 
 def apply_outcome(ctx: Context, tx: ChainTx, result: TxOutcome | LedgerError) -> None:
-    """Moves the business record a transaction belongs to into its final state."""
-    ok = isinstance(result, TxOutcome)
+    """Moves the record a transaction belongs to into its final state, as the request would have."""
+    if isinstance(result, LedgerError):
+        _apply_failure(ctx, tx, result)
+        return
     if tx.kind == "redeem":
-        if ok:
-            redemptions.finish(ctx, redemption_id=int(tx.ref), tx_hash=result.tx_hash, block_number=result.block_number)
-        else:
-            redemptions.finish(ctx, redemption_id=int(tx.ref), error=result)  # type: ignore[arg-type]
+        redemptions.finish(ctx, redemption_id=int(tx.ref), tx_hash=result.tx_hash, block_number=result.block_number)
     elif tx.kind == "issue":
-        ids = [int(i) for i in tx.ref.split(",") if i]
-        if ok:
-            applications.mark_issued(ctx, ids, tx_hash=result.tx_hash, block_number=result.block_number)
-        else:
-            applications.mark_pending(ctx, ids)
+        applications.mark_issued(ctx, _ids(tx.ref), tx_hash=result.tx_hash, block_number=result.block_number)
+    elif tx.kind in ("reclaim", "revoke"):
+        supervision.record_adjustments(ctx, result)
+    elif tx.kind in ("freeze", "unfreeze"):
+        participants.store_frozen(ctx, participant_id=int(tx.ref), frozen=tx.kind == "freeze")
+    elif tx.kind == "related_party":
+        related = next(ev.args["related"] for ev in ctx.chain.decode_logs(result) if ev.name == "RelatedPartySet")
+        enterprise_id, provider_id = _ids(tx.ref.replace(":", ","))
+        participants.store_related(ctx, enterprise_id=enterprise_id, provider_id=provider_id, related=related)
+    elif tx.kind == "create_programme":
+        programmes.record_created(ctx, result, name=tx.ref)
+    # register, grant_role, pause, unpause: the chain's state is all there is to record.
+
+
+def _apply_failure(ctx: Context, tx: ChainTx, error: LedgerError) -> None:
+    if tx.kind == "redeem":
+        redemptions.finish(ctx, redemption_id=int(tx.ref), error=error)
+    elif tx.kind == "issue":
+        applications.mark_pending(ctx, _ids(tx.ref))
+    elif tx.kind == "register":
+        participants.forget(ctx, participant_id=int(tx.ref))
+
+
+def _ids(ref: str) -> list[int]:
+    return [int(i) for i in ref.split(",") if i]
 
 
 def sweep(ctx: Context, *, older_than_s: float = 3.0) -> int:

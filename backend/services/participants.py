@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from eth_utils import keccak
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from backend import credit_code
 from backend.chain.ledger import ENTERPRISE, PROVIDER
-from backend.errors import AlreadyExists, InvalidInput, InvalidState, LedgerError, NotFound
+from backend.errors import AlreadyExists, InvalidInput, InvalidState, LedgerError, NotFound, TransactionPending
 from backend.models import Participant, RelatedParty
 from backend.services.context import Context
 
@@ -43,7 +43,7 @@ def register(
     if kind == "enterprise" and size and size not in SIZES:
         raise InvalidInput(f"size must be one of {', '.join(SIZES)}", field="size")
     mask = categories_mask(categories or []) if kind == "provider" else 0
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         if s.exec(select(Participant).where(Participant.credit_code == credit)).first() is not None:
             raise AlreadyExists(f"a participant with credit code {credit} is already registered")
     address = ctx.keys.create("participant")
@@ -57,7 +57,7 @@ def register(
         categories=mask,
         address=address,
     )
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.write() as s:
         s.add(row)
         try:
             s.commit()
@@ -74,16 +74,24 @@ def register(
             kind="register",
             ref=str(row.id),
         )
+    except TransactionPending:
+        raise  # sent and tracked: the record stays, the monitor sees the registration through
     except LedgerError:
-        with Session(ctx.engine, expire_on_commit=False) as s:  # the chain refused: the record must not outlive it
-            s.delete(s.get(Participant, row.id))
-            s.commit()
+        forget(ctx, participant_id=int(row.id or 0))  # the chain refused: the record must not outlive it
         raise
     return row
 
 
+def forget(ctx: Context, *, participant_id: int) -> None:
+    with ctx.write() as s:
+        row = s.get(Participant, participant_id)
+        if row is not None:
+            s.delete(row)
+            s.commit()
+
+
 def get(ctx: Context, participant_id: int, *, kind: str | None = None) -> Participant:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         row = s.get(Participant, participant_id)
     if row is None or (kind is not None and row.kind != kind):
         raise NotFound(kind or "participant", participant_id)
@@ -91,7 +99,7 @@ def get(ctx: Context, participant_id: int, *, kind: str | None = None) -> Partic
 
 
 def list_all(ctx: Context, *, kind: str | None = None, offset: int = 0, limit: int = 100) -> list[Participant]:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         q = select(Participant).order_by(Participant.id).offset(offset).limit(limit)  # type: ignore[arg-type]
         if kind:
             q = q.where(Participant.kind == kind)
@@ -110,9 +118,15 @@ def set_frozen(ctx: Context, *, participant_id: int, frozen: bool, reason_code: 
         kind="freeze" if frozen else "unfreeze",
         ref=str(participant_id),
     )
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    return store_frozen(ctx, participant_id=participant_id, frozen=frozen)
+
+
+def store_frozen(ctx: Context, *, participant_id: int, frozen: bool) -> Participant:
+    """Records a freeze the chain has made (by the request, or by the monitor for a late receipt)."""
+    with ctx.write() as s:
         db_row = s.get(Participant, participant_id)
-        assert db_row is not None
+        if db_row is None:
+            raise NotFound("participant", participant_id)
         db_row.frozen = frozen
         s.add(db_row)
         s.commit()
@@ -131,7 +145,11 @@ def declare_related(ctx: Context, *, enterprise_id: int, provider_id: int, relat
         kind="related_party",
         ref=f"{enterprise_id}:{provider_id}",
     )
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    store_related(ctx, enterprise_id=enterprise_id, provider_id=provider_id, related=related)
+
+
+def store_related(ctx: Context, *, enterprise_id: int, provider_id: int, related: bool) -> None:
+    with ctx.write() as s:
         existing = s.get(RelatedParty, (enterprise_id, provider_id))
         if related and existing is None:
             s.add(RelatedParty(enterprise_id=enterprise_id, provider_id=provider_id))
@@ -141,5 +159,5 @@ def declare_related(ctx: Context, *, enterprise_id: int, provider_id: int, relat
 
 
 def is_related(ctx: Context, *, enterprise_id: int, provider_id: int) -> bool:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         return s.get(RelatedParty, (enterprise_id, provider_id)) is not None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from backend.chain.ledger import ProgrammeState
+from backend.chain.pipeline import TxOutcome
 from backend.errors import InvalidInput, NotFound
 from backend.models import Participant, Programme, ProgrammeProvider
 from backend.services.context import Context
@@ -49,39 +50,47 @@ def create(
     mask = categories_mask(categories)
     if mask == 0:
         raise InvalidInput("a programme needs at least one compute category", field="categories")
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         providers = [s.get(Participant, pid) for pid in provider_ids]
     if any(p is None or p.kind != "provider" for p in providers):
         raise InvalidInput("provider_ids must all be registered providers", field="provider_ids")
     params = (budget, cap_per_enterprise, ratio_bps, start, end, mask, [p.address for p in providers if p])
     outcome = ctx.chain.send(ctx.operators["admin"], "createProgramme", params, kind="create_programme", ref=name)
-    created = next(ev for ev in ctx.chain.decode_logs(outcome) if ev.name == "ProgrammeCreated")
-    programme_id = int(created.args["programmeId"])
-    row = Programme(
-        id=programme_id,
-        name=name,
-        ratio_bps=ratio_bps,
-        budget=budget,
-        cap_per_enterprise=cap_per_enterprise,
-        valid_from=_utc(valid_from),
-        valid_until=_utc(valid_until),
-        categories=mask,
-        tx_hash=outcome.tx_hash,
-    )
-    with Session(ctx.engine, expire_on_commit=False) as s:
-        s.add(row)
-        for pid in dict.fromkeys(provider_ids):
-            s.add(ProgrammeProvider(programme_id=programme_id, provider_id=pid))
+    return get(ctx, record_created(ctx, outcome, name=name))
+
+
+def record_created(ctx: Context, outcome: TxOutcome, *, name: str) -> int:
+    """Mirrors a programme from its creation events (by the request, or by the monitor for a late receipt)."""
+    events = ctx.chain.decode_logs(outcome)
+    created = next(ev.args for ev in events if ev.name == "ProgrammeCreated")
+    programme_id = int(created["programmeId"])
+    allowed = [ev.args["provider"] for ev in events if ev.name == "ProgrammeProviderSet" and ev.args["allowed"]]
+    with ctx.write() as s:
+        if s.get(Programme, programme_id) is not None:
+            return programme_id
+        ids = {p.address: p.id for p in s.exec(select(Participant).where(Participant.kind == "provider")).all()}
+        s.add(
+            Programme(
+                id=programme_id,
+                name=name,
+                ratio_bps=int(created["ratioBps"]),
+                budget=int(created["budget"]),
+                cap_per_enterprise=int(created["capPerEnterprise"]),
+                valid_from=datetime.fromtimestamp(int(created["validFrom"]), UTC),
+                valid_until=datetime.fromtimestamp(int(created["validUntil"]), UTC),
+                categories=int(created["categories"]),
+                tx_hash=outcome.tx_hash,
+            )
+        )
+        s.flush()
+        for address in dict.fromkeys(allowed):
+            s.add(ProgrammeProvider(programme_id=programme_id, provider_id=ids[address]))
         s.commit()
-    return get(ctx, programme_id)
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return programme_id
 
 
 def get_row(ctx: Context, programme_id: int) -> Programme:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         row = s.get(Programme, programme_id)
     if row is None:
         raise NotFound("programme", programme_id)
@@ -89,7 +98,7 @@ def get_row(ctx: Context, programme_id: int) -> Programme:
 
 
 def provider_ids(ctx: Context, programme_id: int) -> list[int]:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         q = select(ProgrammeProvider.provider_id).where(ProgrammeProvider.programme_id == programme_id)
         return sorted(s.exec(q).all())
 
@@ -100,6 +109,6 @@ def get(ctx: Context, programme_id: int) -> ProgrammeView:
 
 
 def list_all(ctx: Context) -> list[ProgrammeView]:
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         ids = list(s.exec(select(Programme.id).order_by(Programme.id)).all())  # type: ignore[arg-type]
     return [get(ctx, i) for i in ids]

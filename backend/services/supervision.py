@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
+from backend.chain.pipeline import TxOutcome
 from backend.errors import InvalidInput, InvalidState, ProgrammeStillActive
 from backend.models import Adjustment, Application, Participant
 from backend.money import yuan
@@ -24,7 +25,7 @@ class ChainAction:
 
 def holders_of(ctx: Context, programme_id: int) -> list[Participant]:
     """Enterprises that were ever issued vouchers of the programme."""
-    with Session(ctx.engine, expire_on_commit=False) as s:
+    with ctx.read() as s:
         ids = s.exec(
             select(Application.enterprise_id)
             .where(Application.programme_id == programme_id, Application.status == "issued")
@@ -37,31 +38,19 @@ def reclaim(ctx: Context, *, programme_id: int) -> ChainAction:
     state = ctx.chain.programme(programmes.get_row(ctx, programme_id).id)
     if ctx.chain.now() < state.valid_until:
         raise ProgrammeStillActive(f"programme {programme_id} is still open: reclaim after it expires")
-    holders = [h for h in holders_of(ctx, programme_id) if ctx.chain.balance(h.address, programme_id) > 0]
-    by_address = {h.address: h for h in holders}
+    holders = [h.address for h in holders_of(ctx, programme_id) if ctx.chain.balance(h.address, programme_id) > 0]
     hashes, total = [], 0
     for i in range(0, len(holders), RECLAIM_CHUNK):
-        chunk = [h.address for h in holders[i : i + RECLAIM_CHUNK]]
         outcome = ctx.chain.send(
-            ctx.operators["issuer"], "reclaim", programme_id, chunk, kind="reclaim", ref=str(programme_id)
+            ctx.operators["issuer"],
+            "reclaim",
+            programme_id,
+            holders[i : i + RECLAIM_CHUNK],
+            kind="reclaim",
+            ref=str(programme_id),
         )
         hashes.append(outcome.tx_hash)
-        with Session(ctx.engine) as s:
-            for ev in ctx.chain.decode_logs(outcome):
-                if ev.name == "VoucherReclaimed":
-                    amount = int(ev.args["amount"])
-                    total += amount
-                    s.add(
-                        Adjustment(
-                            kind="reclaim",
-                            programme_id=programme_id,
-                            amount=amount,
-                            tx_hash=outcome.tx_hash,
-                            enterprise_id=by_address[ev.args["holder"]].id,
-                            block_number=outcome.block_number,
-                        )
-                    )
-            s.commit()
+        total += record_adjustments(ctx, outcome)
     return ChainAction(tx_hashes=hashes, amount=total, holders=len(holders))
 
 
@@ -83,20 +72,36 @@ def revoke(ctx: Context, *, programme_id: int, enterprise_id: int, amount: int, 
         kind="revoke",
         ref=f"{programme_id}:{enterprise_id}",
     )
-    with Session(ctx.engine) as s:
-        s.add(
-            Adjustment(
-                kind="revoke",
-                programme_id=programme_id,
-                enterprise_id=enterprise_id,
-                amount=amount,
-                reason_code=reason_code,
-                tx_hash=outcome.tx_hash,
-                block_number=outcome.block_number,
-            )
-        )
-        s.commit()
+    record_adjustments(ctx, outcome)
     return ChainAction(tx_hashes=[outcome.tx_hash], amount=amount, holders=1)
+
+
+def record_adjustments(ctx: Context, outcome: TxOutcome) -> int:
+    """Records the reclaims and revocations a mined transaction made, from its events; returns their total.
+
+    Used both by the request that sent it and by the monitor when the receipt came too late for the request.
+    """
+    events = [ev for ev in ctx.chain.decode_logs(outcome) if ev.name in ("VoucherReclaimed", "VoucherRevoked")]
+    total = 0
+    with ctx.write() as s:
+        if s.exec(select(Adjustment).where(Adjustment.tx_hash == outcome.tx_hash)).first() is not None:
+            return sum(int(ev.args["amount"]) for ev in events)  # already recorded
+        ids = {p.address: p.id for p in s.exec(select(Participant).where(Participant.kind == "enterprise")).all()}
+        for ev in events:
+            total += int(ev.args["amount"])
+            s.add(
+                Adjustment(
+                    kind="reclaim" if ev.name == "VoucherReclaimed" else "revoke",
+                    programme_id=int(ev.args["programmeId"]),
+                    enterprise_id=ids[ev.args["holder"]],
+                    amount=int(ev.args["amount"]),
+                    reason_code=ev.args.get("reasonCode"),
+                    tx_hash=outcome.tx_hash,
+                    block_number=outcome.block_number,
+                )
+            )
+        s.commit()
+    return total
 
 
 def set_paused(ctx: Context, *, paused: bool, role: str) -> ChainAction:

@@ -1,0 +1,124 @@
+"""Redemption throughput, measured three ways in one run on the devnet as the service runs it by default
+(a block every 0.25 s, 300M block gas limit):
+
+1. the node's own ceiling: pre-signed redeem transactions sent straight to anvil in JSON-RPC batches of 20;
+2. a plain web3.py script doing the same redemptions one after another (sign, send, wait for the receipt);
+3. end to end through the HTTP API: claim + confirm (consent signed, burn mined, recorded), many providers
+   and enterprises at once, with p50/p99 latency of a confirm.
+
+Usage: .venv/bin/python scripts/bench_redeem.py [--redemptions 3000] [--concurrency 256] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.benchlib import ApiWorld, DirectWorld, start_service, stop_service  # noqa: E402
+
+from backend.chain import devnet  # noqa: E402
+from backend.chain.deploy import ensure_deployed  # noqa: E402
+
+
+def node_ceiling(world: DirectWorld, count: int) -> float:
+    raws = world.presigned_redeems(count)
+    start = time.perf_counter()
+    for i in range(0, len(raws), 20):
+        world.rpc_batch([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws[i : i + 20]])
+    world.wait_all_mined()
+    return count / (time.perf_counter() - start)
+
+
+def web3_sequential(world: DirectWorld, count: int) -> float:
+    start = time.perf_counter()
+    for _ in range(count):
+        world.redeem_with_web3()
+    return count / (time.perf_counter() - start)
+
+
+async def through_api(world: ApiWorld, count: int, concurrency: int) -> tuple[float, list[float]]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    latencies: list[float] = []
+    failures: list[str] = []
+    async with httpx.AsyncClient(base_url=world.url, timeout=60, limits=limits) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                claim_req, confirm_path, enterprise_key = world.claim_request(i)
+                r = await client.post("/v1/redemptions", **claim_req)
+                if r.status_code != 201:
+                    failures.append(r.text)
+                    return
+                t0 = time.perf_counter()
+                r = await client.post(confirm_path(r.json()["id"]), headers={"Authorization": enterprise_key})
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200 or r.json()["status"] != "confirmed":
+                    failures.append(r.text)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        elapsed = time.perf_counter() - start
+    if failures:
+        raise SystemExit(f"{len(failures)} redemptions failed, e.g. {failures[0][:300]}")
+    return count / elapsed, latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redemptions", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=1, help="API worker processes")
+    parser.add_argument("--sequential", type=int, default=20, help="redemptions in the plain web3.py run")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-redeem-") as tmp:
+        data_dir = Path(tmp)
+        info = devnet.up(data_dir, port=0, block_time=devnet.DEFAULT_BLOCK_TIME)
+        service = None
+        try:
+            ensure_deployed(data_dir, info.rpc_url)
+            direct = DirectWorld(data_dir, info.rpc_url, providers=20, enterprises=20)
+            ceiling = node_ceiling(direct, args.redemptions)
+            sequential = web3_sequential(direct, args.sequential)
+            service = start_service(data_dir, workers=args.workers)
+            api_world = ApiWorld(service.url, data_dir, providers=20, enterprises=40, redemptions=args.redemptions)
+            rate, latencies = asyncio.run(through_api(api_world, args.redemptions, args.concurrency))
+            onchain = api_world.check_chain(info.rpc_url)
+        finally:
+            if service is not None:
+                stop_service(service)
+            devnet.down(data_dir)
+
+    q = statistics.quantiles(latencies, n=100)
+    figures = {
+        "redemptions": args.redemptions, "concurrency": args.concurrency, "workers": args.workers,
+        "node_ceiling_per_s": round(ceiling, 1), "web3_sequential_per_s": round(sequential, 2),
+        "api_confirmed_per_s": round(rate, 1), "ratio_api_to_ceiling": round(rate / ceiling, 3),
+        "confirm_p50_s": round(q[49], 3), "confirm_p99_s": round(q[98], 3), "burns_on_chain": onchain,
+    }  # fmt: skip
+    print(f"node ceiling (pre-signed, batches of 20): {figures['node_ceiling_per_s']:>8} redemptions/s")
+    print(f"plain web3.py, one after another:         {figures['web3_sequential_per_s']:>8} redemptions/s")
+    print(f"through the API (claim + confirm):        {figures['api_confirmed_per_s']:>8} redemptions/s "
+          f"({args.concurrency} at once, {args.workers} worker(s))")  # fmt: skip
+    print(f"ratio API / ceiling:                      {figures['ratio_api_to_ceiling']:>8}")
+    print(f"confirm latency p50 / p99:                {figures['confirm_p50_s']} s / {figures['confirm_p99_s']} s")
+    print(f"burns found on chain:                     {onchain} of {args.redemptions}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0 if onchain == args.redemptions else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
