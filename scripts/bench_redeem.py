@@ -24,10 +24,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.benchlib import ApiWorld, DirectWorld, start_service, stop_service  # noqa: E402
-
-from backend.chain import devnet  # noqa: E402
-from backend.chain.deploy import ensure_deployed  # noqa: E402
+from backend.chain import devnet
+from backend.chain.deploy import ensure_deployed
+from scripts.benchlib import ApiWorld, DirectWorld, start_service, stop_service
 
 
 def node_ceiling(world: DirectWorld, count: int) -> float:
@@ -103,15 +102,23 @@ def main() -> int:
 
     q = statistics.quantiles(latencies, n=100)
     figures = {
-        "redemptions": args.redemptions, "concurrency": args.concurrency, "workers": args.workers,
-        "node_ceiling_per_s": round(ceiling, 1), "web3_sequential_per_s": round(sequential, 2),
-        "api_confirmed_per_s": round(rate, 1), "ratio_api_to_ceiling": round(rate / ceiling, 3),
-        "confirm_p50_s": round(q[49], 3), "confirm_p99_s": round(q[98], 3), "burns_on_chain": onchain,
-    }  # fmt: skip
+        "redemptions": args.redemptions,
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "node_ceiling_per_s": round(ceiling, 1),
+        "web3_sequential_per_s": round(sequential, 2),
+        "api_confirmed_per_s": round(rate, 1),
+        "ratio_api_to_ceiling": round(rate / ceiling, 3),
+        "confirm_p50_s": round(q[49], 3),
+        "confirm_p99_s": round(q[98], 3),
+        "burns_on_chain": onchain,
+    }
     print(f"node ceiling (pre-signed, batches of 20): {figures['node_ceiling_per_s']:>8} redemptions/s")
     print(f"plain web3.py, one after another:         {figures['web3_sequential_per_s']:>8} redemptions/s")
-    print(f"through the API (claim + confirm):        {figures['api_confirmed_per_s']:>8} redemptions/s "
-          f"({args.concurrency} at once, {args.workers} worker(s))")  # fmt: skip
+    print(
+        f"through the API (claim + confirm):        {figures['api_confirmed_per_s']:>8} redemptions/s "
+        f"({args.concurrency} at once, {args.workers} worker(s))"
+    )
     print(f"ratio API / ceiling:                      {figures['ratio_api_to_ceiling']:>8}")
     print(f"confirm latency p50 / p99:                {figures['confirm_p50_s']} s / {figures['confirm_p99_s']} s")
     print(f"burns found on chain:                     {onchain} of {args.redemptions}")

@@ -35,8 +35,7 @@ class DirectWorld:
         self.rpc_url = rpc_url
         dep = Deployment.load(data_dir / "deployment.json")
         self.chain_id = dep.chain_id
-        self.contract = self.w3.eth.contract(address=Web3.to_checksum_address(dep.voucher.address),
-                                             abi=dep.voucher.abi)  # fmt: skip
+        self.contract = self.w3.eth.contract(address=Web3.to_checksum_address(dep.voucher.address), abi=dep.voucher.abi)
         self.admin = admin_account(data_dir)
         self.issuer: LocalAccount = Account.create()
         self.providers: list[LocalAccount] = [Account.create() for _ in range(providers)]
@@ -54,8 +53,10 @@ class DirectWorld:
         self._send_all(self.admin, [f.createProgramme(params)])
         self.programme_id = int(f.programmeCount().call())
         holders = [e.address for e in self.enterprises]
-        self._send_all(self.issuer, [f.issueBatch(self.programme_id, holders, [10**12] * len(holders),
-                                                  [b"\x00" * 32] * len(holders))])  # fmt: skip
+        self._send_all(
+            self.issuer,
+            [f.issueBatch(self.programme_id, holders, [10**12] * len(holders), [b"\x00" * 32] * len(holders))],
+        )
 
     def _nonce(self, account: LocalAccount) -> int:
         if account.address not in self._nonces:
@@ -64,8 +65,14 @@ class DirectWorld:
         return self._nonces[account.address] - 1
 
     def _raw(self, account: LocalAccount, data: str, gas: int = 3_000_000) -> bytes:
-        tx = {"to": self.contract.address, "data": data, "gas": gas, "gasPrice": 0, "nonce": self._nonce(account),
-              "chainId": self.chain_id}  # fmt: skip
+        tx = {
+            "to": self.contract.address,
+            "data": data,
+            "gas": gas,
+            "gasPrice": 0,
+            "nonce": self._nonce(account),
+            "chainId": self.chain_id,
+        }
         signed = account.sign_transaction(tx)
         self._last[account.address] = "0x" + bytes(signed.hash).hex()
         return bytes(signed.raw_transaction)
@@ -86,9 +93,16 @@ class DirectWorld:
 
     def _redemption(self, i: int) -> tuple[LocalAccount, Redemption, bytes]:
         provider, enterprise = self.providers[i % len(self.providers)], self.enterprises[i % len(self.enterprises)]
-        r = Redemption(enterprise=enterprise.address, programme_id=self.programme_id, amount=100, invoice_amount=200,
-                       invoice_hash=os.urandom(32), category=0, nonce=next(self._consent_nonce),
-                       deadline=int(time.time()) + 3600 * 24 * 400)  # fmt: skip
+        r = Redemption(
+            enterprise=enterprise.address,
+            programme_id=self.programme_id,
+            amount=100,
+            invoice_amount=200,
+            invoice_hash=os.urandom(32),
+            category=0,
+            nonce=next(self._consent_nonce),
+            deadline=int(time.time()) + 3600 * 24 * 400,
+        )
         sig = sign_consent(enterprise, r, provider.address, chain_id=self.chain_id, contract=self.contract.address)
         return provider, r, sig
 
@@ -96,8 +110,11 @@ class DirectWorld:
         out = []
         for i in range(count):
             provider, r, sig = self._redemption(i)
-            out.append(self._raw(provider, self.contract.functions.redeem(r.as_struct(), sig)._encode_transaction_data(),
-                                 gas=150_000))  # fmt: skip
+            out.append(
+                self._raw(
+                    provider, self.contract.functions.redeem(r.as_struct(), sig)._encode_transaction_data(), gas=150_000
+                )
+            )
         return out
 
     def wait_all_mined(self) -> None:
@@ -109,8 +126,13 @@ class DirectWorld:
         """What a user would write: build, sign, send, wait — one redemption at a time."""
         provider, r, sig = self._redemption(0)
         tx = self.contract.functions.redeem(r.as_struct(), sig).build_transaction(
-            {"from": provider.address, "gasPrice": 0, "chainId": self.chain_id,
-             "nonce": self.w3.eth.get_transaction_count(provider.address, "pending")})  # fmt: skip
+            {
+                "from": provider.address,
+                "gasPrice": 0,
+                "chainId": self.chain_id,
+                "nonce": self.w3.eth.get_transaction_count(provider.address, "pending"),
+            }
+        )
         tx_hash = self.w3.eth.send_raw_transaction(provider.sign_transaction(tx).raw_transaction)
         assert self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)["status"] == 1
 
@@ -125,9 +147,27 @@ def start_service(data_dir: Path, *, workers: int) -> RunningService:
     port = devnet.free_port()
     env = {**os.environ, "VOUCHER_DATA_DIR": str(data_dir)}
     log = open(data_dir / "service.log", "ab")  # noqa: SIM115 (the process writes to it until stopped)
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "backend.api.main:app", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-                             "--no-access-log"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "backend.api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -174,22 +214,36 @@ class ApiWorld:
             self.providers = list(pool.map(lambda i: make("providers", i), range(providers)))
             self.enterprises = list(pool.map(lambda i: make("enterprises", i), range(enterprises)))
         now = http.get("/v1/health").json()["chain_time"]
-        prog = http.post("/v1/programmes", json={
-            "name": "bench", "ratio_bps": 5000, "budget": 10**15, "cap_per_enterprise": 10**13,
-            "valid_from": _iso(now - 10), "valid_until": _iso(now + 365 * 86400), "categories": ["intelligent"],
-            "provider_ids": [p["id"] for p in self.providers]})  # fmt: skip
+        prog = http.post(
+            "/v1/programmes",
+            json={
+                "name": "bench",
+                "ratio_bps": 5000,
+                "budget": 10**15,
+                "cap_per_enterprise": 10**13,
+                "valid_from": _iso(now - 10),
+                "valid_until": _iso(now + 365 * 86400),
+                "categories": ["intelligent"],
+                "provider_ids": [p["id"] for p in self.providers],
+            },
+        )
         assert prog.status_code == 201, prog.text
         self.programme_id = prog.json()["id"]
 
         def key(role: str, pid: int | None) -> str:
-            return "Bearer " + str(http.post("/v1/api-keys", json={"role": role, "participant_id": pid}).json()["secret"])
+            return "Bearer " + str(
+                http.post("/v1/api-keys", json={"role": role, "participant_id": pid}).json()["secret"]
+            )
 
         self.provider_keys = [key("provider", p["id"]) for p in self.providers]
         self.enterprise_keys = [key("enterprise", e["id"]) for e in self.enterprises]
         apps = []
         for e_key in self.enterprise_keys:
-            r = http.post("/v1/applications", headers={"Authorization": e_key},
-                          json={"programme_id": self.programme_id, "amount": 10**13, "purpose": "bench"})  # fmt: skip
+            r = http.post(
+                "/v1/applications",
+                headers={"Authorization": e_key},
+                json={"programme_id": self.programme_id, "amount": 10**13, "purpose": "bench"},
+            )
             apps.append(r.json()["id"])
         issuer = {"Authorization": key("issuer", None)}
         r = http.post("/v1/applications/approve-batch", headers=issuer, json={"application_ids": apps})
@@ -198,19 +252,31 @@ class ApiWorld:
 
     def claim_request(self, i: int) -> tuple[dict[str, Any], Any, str]:
         e = i % len(self.enterprises)
-        body = {"enterprise_id": self.enterprises[e]["id"], "programme_id": self.programme_id,
-                "invoice_number": f"BENCH-{next(self._invoice)}-{os.urandom(4).hex()}", "invoice_amount": 200,
-                "category": "intelligent"}  # fmt: skip
+        body = {
+            "enterprise_id": self.enterprises[e]["id"],
+            "programme_id": self.programme_id,
+            "invoice_number": f"BENCH-{next(self._invoice)}-{os.urandom(4).hex()}",
+            "invoice_amount": 200,
+            "category": "intelligent",
+        }
         headers = {"Authorization": self.provider_keys[i % len(self.providers)]}
-        return {"json": body, "headers": headers}, (lambda rid: f"/v1/redemptions/{rid}/confirm"), self.enterprise_keys[e]
+        return (
+            {"json": body, "headers": headers},
+            (lambda rid: f"/v1/redemptions/{rid}/confirm"),
+            self.enterprise_keys[e],
+        )
 
     def check_chain(self, rpc_url: str) -> int:
         """VoucherRedeemed events of the API programme, counted on chain."""
         w3 = Web3(Web3.HTTPProvider(rpc_url))
         topic = Web3.keccak(text="VoucherRedeemed(uint256,address,address,uint256,uint256,bytes32,uint8,uint256)")
-        logs = w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest",
-                                "topics": ["0x" + topic.hex().removeprefix("0x"),
-                                           "0x" + self.programme_id.to_bytes(32, "big").hex()]})  # fmt: skip
+        logs = w3.eth.get_logs(
+            {
+                "fromBlock": 0,
+                "toBlock": "latest",
+                "topics": ["0x" + topic.hex().removeprefix("0x"), "0x" + self.programme_id.to_bytes(32, "big").hex()],
+            }
+        )
         return len(logs)
 
 
