@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,11 +38,14 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_transactions(engine: Engine, begin: str) -> None:
-    """SQLite: WAL, and transactions begun by us: the writer's with BEGIN IMMEDIATE.
+    """SQLite: WAL, and transactions begun by us.
 
-    A deferred transaction that reads and then writes can fail at once with "database is locked" when
-    another writer got there first; taking the lock up front makes writers queue (busy timeout) instead.
+    The writer begins with BEGIN IMMEDIATE: a deferred transaction that reads and then writes can fail at once
+    with "database is locked" when another writer got there first. And this process's writers queue on a lock
+    before that: SQLite's busy handler polls with sleeps of up to 100 ms, so under load writers waited seconds
+    for a lock held a millisecond at a time. Writers from other processes still meet the busy handler.
     """
+    lock = threading.Lock() if begin == "BEGIN IMMEDIATE" else None
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -55,7 +59,21 @@ def _sqlite_transactions(engine: Engine, begin: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+        if lock is not None:
+            lock.acquire()
+            conn.info["holds_write_lock"] = True
+        try:
+            conn.exec_driver_sql(begin)
+        except BaseException:
+            _release(conn)
+            raise
+
+    def _release(conn: Any) -> None:
+        if lock is not None and conn.info.pop("holds_write_lock", False):
+            lock.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
 
 
 def init_db(engine: Engine) -> None:

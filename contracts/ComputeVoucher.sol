@@ -222,10 +222,14 @@ contract ComputeVoucher is IComputeVoucher, ERC1155, AccessControl, Pausable, EI
         onlyRole(DEFAULT_ADMIN_ROLE)
     {
         _requireKind(from, Kind.Enterprise);
+        _requireActive(to, Kind.Enterprise);
+        if (from == to) revert MigrationTargetInvalid(from, to);
         for (uint256 i = 0; i < programmeIds.length; ++i) {
             uint256 id = programmeIds[i];
+            // The target is a fresh key: its own issuance would add to the cap it inherits.
+            if (_issuedTo[id][to] != 0 || balanceOf(to, id) != 0) revert MigrationTargetInvalid(from, to);
             // The cap follows the enterprise to its new key, so a rotation never frees cap room.
-            _issuedTo[id][to] += _issuedTo[id][from];
+            _issuedTo[id][to] = _issuedTo[id][from];
             _issuedTo[id][from] = 0;
             uint256 amount = balanceOf(from, id);
             if (amount == 0) continue;
@@ -370,11 +374,7 @@ contract ComputeVoucher is IComputeVoucher, ERC1155, AccessControl, Pausable, EI
         uint256 available = _available(prog);
         if (amount > available) revert ProgrammeBudgetExceeded(programmeId, available, amount);
         uint256 already = _issuedTo[programmeId][enterprise];
-        // Cannot underflow: already <= cap is kept by the check below on every issuance.
-        uint256 capLeft;
-        unchecked {
-            capLeft = prog.capPerEnterprise - already;
-        }
+        uint256 capLeft = already >= prog.capPerEnterprise ? 0 : prog.capPerEnterprise - already;
         if (amount > capLeft) revert EnterpriseCapExceeded(programmeId, enterprise, capLeft, amount);
         _issuedTo[programmeId][enterprise] = already + amount;
         // amount <= available <= budget, which is a uint128, so the cast keeps every bit.

@@ -200,6 +200,10 @@ interface IComputeVoucher {
     /// @notice `enterprise` has already used consent nonce `nonce`.
     error ConsentNonceUsed(address enterprise, uint256 nonce);
 
+    /// @notice A managed key can only be migrated to a different, active enterprise key with no vouchers or
+    /// issuance of its own in the programmes moved.
+    error MigrationTargetInvalid(address from, address to);
+
     /// @notice `digest` has already been anchored.
     error HashAlreadyAnchored(bytes32 digest);
 
@@ -243,7 +247,8 @@ interface IComputeVoucher {
     /// @notice Burns `amount` of `holder`'s vouchers with a reason code. Supervisor only.
     function revoke(uint256 programmeId, address holder, uint256 amount, uint32 reasonCode) external;
 
-    /// @notice Moves `from`'s whole balance of each programme to `to` (a replaced managed key). Admin only.
+    /// @notice Moves `from`'s whole balance and issued total of each programme to `to`, a fresh managed key
+    /// replacing it (e.g. after a suspected compromise). Admin only.
     function migrateHolder(address from, address to, uint256[] calldata programmeIds) external;
 
     /// @notice Records `digest` of kind `kind` on chain. Finance or supervisor.

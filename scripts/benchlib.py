@@ -162,6 +162,8 @@ def start_service(data_dir: Path, *, workers: int) -> RunningService:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--timeout-keep-alive",
+            "60",
         ],
         env=env,
         cwd=ROOT,

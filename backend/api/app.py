@@ -4,6 +4,7 @@ a body-size limit, and the service context built at start and closed at stop."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +23,7 @@ from backend.errors import LedgerError
 from backend.services.context import Context
 
 log = logging.getLogger(__name__)
-THREADS = 256  # requests wait on blocks (~0.25 s); many must be able to wait at once
+THREADS = int(os.environ.get("VOUCHER_THREADS", "256"))  # requests wait on blocks (~0.25 s): many must wait at once
 
 
 class BodyLimit:

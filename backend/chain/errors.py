@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_utils import function_signature_to_4byte_selector
+
+from backend.chain.abi import canonical_type, plain_value
 
 
 @dataclass(frozen=True)
@@ -21,21 +23,6 @@ class DecodedError:
         return f"{self.name}({inner})"
 
 
-def _canonical_type(item: dict[str, Any]) -> str:
-    t = str(item["type"])
-    if t.startswith("tuple"):
-        return "(" + ",".join(_canonical_type(c) for c in item["components"]) + ")" + t[len("tuple") :]
-    return t
-
-
-def _plain(value: Any, abi_type: str) -> Any:
-    if abi_type == "address":
-        return to_checksum_address(value)
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    return value
-
-
 class ErrorDecoder:
     """Maps 4-byte selectors to the errors declared in an ABI (plus Solidity's Error and Panic)."""
 
@@ -47,7 +34,7 @@ class ErrorDecoder:
             {"type": "error", "name": "Panic", "inputs": [{"name": "code", "type": "uint256"}]},
         ]
         for e in entries:
-            types = [_canonical_type(i) for i in e["inputs"]]
+            types = [canonical_type(i) for i in e["inputs"]]
             selector = function_signature_to_4byte_selector(f"{e['name']}({','.join(types)})")
             self._errors[selector] = (e["name"], [i["name"] for i in e["inputs"]], types)
 
@@ -60,4 +47,4 @@ class ErrorDecoder:
             return None
         name, names, types = self._errors[raw[:4]]
         values = abi_decode(types, raw[4:])
-        return DecodedError(name, {n: _plain(v, t) for n, v, t in zip(names, values, types, strict=True)})
+        return DecodedError(name, {n: plain_value(v, t) for n, v, t in zip(names, values, types, strict=True)})

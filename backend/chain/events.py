@@ -8,7 +8,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import event_signature_to_log_topic, to_checksum_address
 
-from backend.chain.errors import _canonical_type, _plain
+from backend.chain.abi import canonical_type, plain_value
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class EventDecoder:
         self._events: dict[str, dict[str, Any]] = {}
         for e in abi:
             if e.get("type") == "event":
-                types = ",".join(_canonical_type(i) for i in e["inputs"])
+                types = ",".join(canonical_type(i) for i in e["inputs"])
                 topic = "0x" + event_signature_to_log_topic(f"{e['name']}({types})").hex()
                 self._events[topic] = e
 
@@ -43,13 +43,13 @@ class EventDecoder:
         plain = [i for i in event["inputs"] if not i["indexed"]]
         args: dict[str, Any] = {}
         for item, topic in zip(indexed, topics[1:], strict=True):
-            t = _canonical_type(item)
+            t = canonical_type(item)
             (value,) = abi_decode([t], bytes.fromhex(topic[2:]))
-            args[item["name"]] = _plain(value, t)
+            args[item["name"]] = plain_value(value, t)
         data = bytes.fromhex(str(log["data"])[2:])
-        values = abi_decode([_canonical_type(i) for i in plain], data)
+        values = abi_decode([canonical_type(i) for i in plain], data)
         for item, value in zip(plain, values, strict=True):
-            args[item["name"]] = _plain(value, _canonical_type(item))
+            args[item["name"]] = plain_value(value, canonical_type(item))
         ordered = {i["name"]: args[i["name"]] for i in event["inputs"]}
         return DecodedEvent(
             name=event["name"],

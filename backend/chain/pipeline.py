@@ -38,6 +38,17 @@ _KNOWN = ("already known", "known transaction", "already imported", "alreadyknow
 
 
 @dataclass(frozen=True)
+class StoredTx:
+    """A signed transaction, stored before broadcast, with what is needed to replay it."""
+
+    tx_hash: str
+    raw: bytes
+    sender: str
+    to: str
+    data: str
+
+
+@dataclass(frozen=True)
 class TxOutcome:
     tx_hash: str
     block_number: int
@@ -69,23 +80,95 @@ class TxPipeline:
         self._ready_lock = threading.Lock()
 
     # -- the path --------------------------------------------------------------------------------
-    def transact(self, sender: str, to: str, data: str, *, kind: str, ref: str = "", wait_s: float | None = None,
-                 gas: int | None = None) -> TxOutcome:  # fmt: skip
+    def transact(
+        self,
+        sender: str,
+        to: str,
+        data: str,
+        *,
+        kind: str,
+        ref: str = "",
+        wait_s: float | None = None,
+        gas: int | None = None,
+    ) -> TxOutcome:
+        """The whole path in one call, for transactions with no record of their own to move along."""
         if gas is None:
-            try:
-                gas = self.rpc.estimate_gas(sender, to, data) * 13 // 10 + 10_000
-            except RpcError as exc:
-                raise self._translate(exc.revert_data, exc.message) from None
-        tx_hash, raw = self._sign_and_store(sender, to, data, gas=gas, kind=kind, ref=ref)
-        self._watcher.expect(tx_hash)
-        self.broadcast(raw, tx_hash)
-        receipt = self._watcher.wait(tx_hash, self._wait_s if wait_s is None else wait_s)
+            gas = self.estimate(sender, to, data)
+        self.prepare(sender)
+        with session_scope(self._engine) as s:
+            stored = self.store(s, sender, to, data, gas=gas, kind=kind, ref=ref)
+        receipt = self.send_and_wait(stored, wait_s)
+        result = self.outcome(stored, receipt)
+        with session_scope(self._engine) as s:
+            self.record(s, stored, result)
+        if isinstance(result, LedgerError):
+            raise result
+        return result
+
+    def estimate(self, sender: str, to: str, data: str) -> int:
+        """Gas for the call, or its refusal as a domain error, before any nonce is used."""
+        try:
+            return self.rpc.estimate_gas(sender, to, data) * 13 // 10 + 10_000
+        except RpcError as exc:
+            raise self._translate(exc.revert_data, exc.message) from None
+
+    def prepare(self, sender: str) -> None:
+        """Everything that needs the node or a second database session, done before `store`'s transaction."""
+        self._ensure_signer(sender)
+        self._signer.load(sender)
+
+    def store(self, s: Session, sender: str, to: str, data: str, *, gas: int, kind: str, ref: str) -> StoredTx:
+        """Reserves the nonce, signs and stores, inside the caller's database transaction (after `prepare`)."""
+        nonce = self._reserve_nonce(s, sender)
+        tx = {"to": to, "data": data, "gas": gas, "gasPrice": 0, "nonce": nonce, "chainId": self._chain_id}
+        raw, tx_hash = self._signer.sign_transaction(sender, tx)
+        s.add(ChainTx(signer=sender, nonce=nonce, tx_hash=tx_hash, raw=raw, kind=kind, ref=ref))
+        return StoredTx(tx_hash=tx_hash, raw=raw, sender=sender, to=to, data=data)
+
+    def send_and_wait(self, stored: StoredTx, wait_s: float | None = None) -> dict[str, Any]:
+        """Broadcasts a stored transaction and waits for its receipt; raises TransactionPending on time-out."""
+        self._watcher.expect(stored.tx_hash)
+        self.broadcast(stored.raw, stored.tx_hash)
+        receipt = self._watcher.wait(stored.tx_hash, self._wait_s if wait_s is None else wait_s)
         if receipt is None:
             raise TransactionPending(
-                f"transaction {tx_hash} was sent but is not yet in a block; it is tracked and will be resolved",
-                tx_hash=tx_hash,
+                f"transaction {stored.tx_hash} was sent but is not yet in a block; it is tracked and will be resolved",
+                tx_hash=stored.tx_hash,
             )
-        return self.settle(tx_hash, receipt, to=to, sender=sender, data=data)
+        return receipt
+
+    def outcome(self, stored: StoredTx, receipt: dict[str, Any]) -> TxOutcome | LedgerError:
+        """What the receipt means: the outcome, or for a revert the decoded error (replayed at its block)."""
+        block = int(receipt["blockNumber"], 16)
+        if int(receipt["status"], 16) != 1:
+            error = self._replay_error(stored.sender, stored.to, stored.data, block)
+            error.details.update(tx_hash=stored.tx_hash, block_number=block)
+            return error
+        return TxOutcome(
+            tx_hash=stored.tx_hash,
+            block_number=block,
+            block_hash=str(receipt["blockHash"]),
+            gas_used=int(receipt["gasUsed"], 16),
+            logs=list(receipt.get("logs", [])),
+        )
+
+    def record(self, s: Session, stored: StoredTx, result: TxOutcome | LedgerError) -> None:
+        """Stores the outcome on the transaction's row, inside the caller's database transaction."""
+        error = result if isinstance(result, LedgerError) else None
+        block = None if error else result.block_number  # type: ignore[union-attr]
+        if error is not None:
+            block = error.details.get("block_number")
+        s.exec(
+            update(ChainTx)  # type: ignore[call-overload]
+            .where(ChainTx.tx_hash == stored.tx_hash)  # type: ignore[arg-type]
+            .values(
+                status="reverted" if error else "confirmed",
+                block_number=block,
+                error_code=error.code if error else None,
+                error=error.message if error else None,
+                updated_at=utcnow(),
+            )
+        )
 
     def broadcast(self, raw: bytes, tx_hash: str) -> bool:
         """Sends a stored transaction. True if the node has it now; False if the node could not be reached."""
@@ -102,35 +185,6 @@ class TxPipeline:
                 return True  # an earlier broadcast of this very transaction was mined
             raise ChainError(f"the node refused transaction {tx_hash}: {exc.message}", tx_hash=tx_hash) from None
         return True
-
-    def settle(self, tx_hash: str, receipt: dict[str, Any], *, to: str, sender: str, data: str) -> TxOutcome:
-        """Records the receipt; a reverted transaction raises its decoded domain error."""
-        ok = int(receipt["status"], 16) == 1
-        block = int(receipt["blockNumber"], 16)
-        error: LedgerError | None = None
-        if not ok:
-            error = self._replay_error(sender, to, data, block)
-        with session_scope(self._engine) as s:
-            s.exec(
-                update(ChainTx)  # type: ignore[call-overload]
-                .where(ChainTx.tx_hash == tx_hash)  # type: ignore[arg-type]
-                .values(
-                    status="confirmed" if ok else "reverted",
-                    block_number=block,
-                    error_code=error.code if error else None,
-                    error=error.message if error else None,
-                    updated_at=utcnow(),
-                )
-            )
-        if error is not None:
-            raise error
-        return TxOutcome(
-            tx_hash=tx_hash,
-            block_number=block,
-            block_hash=str(receipt["blockHash"]),
-            gas_used=int(receipt["gasUsed"], 16),
-            logs=list(receipt.get("logs", [])),
-        )
 
     def _replay_error(self, sender: str, to: str, data: str, block: int) -> LedgerError:
         try:
@@ -156,16 +210,6 @@ class TxPipeline:
                 row.next_nonce = chain_nonce  # someone else used this key: never reuse a nonce it spent
         with self._ready_lock:
             self._ready.add(sender)
-
-    def _sign_and_store(self, sender: str, to: str, data: str, *, gas: int, kind: str, ref: str) -> tuple[str, bytes]:
-        self._ensure_signer(sender)
-        self._signer.load(sender)  # never open a second database transaction while holding the first
-        with session_scope(self._engine) as s:
-            nonce = self._reserve_nonce(s, sender)
-            tx = {"to": to, "data": data, "gas": gas, "gasPrice": 0, "nonce": nonce, "chainId": self._chain_id}
-            raw, tx_hash = self._signer.sign_transaction(sender, tx)
-            s.add(ChainTx(signer=sender, nonce=nonce, tx_hash=tx_hash, raw=raw, kind=kind, ref=ref))
-        return tx_hash, raw
 
     @staticmethod
     def _reserve_nonce(s: Session, sender: str) -> int:
@@ -197,10 +241,11 @@ class TxPipeline:
                 self.broadcast(tx.raw, tx.tx_hash)  # the node lost it (dropped, or restarted): send it again
             return None
         to, data = decode_raw(tx.raw)
-        try:
-            return self.settle(tx.tx_hash, receipt, to=to, sender=tx.signer, data=data)
-        except LedgerError as exc:
-            return exc
+        stored = StoredTx(tx_hash=tx.tx_hash, raw=tx.raw, sender=tx.signer, to=to, data=data)
+        result = self.outcome(stored, receipt)
+        with session_scope(self._engine) as s:
+            self.record(s, stored, result)
+        return result
 
 
 def decode_raw(raw: bytes) -> tuple[str, str]:

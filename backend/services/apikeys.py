@@ -7,7 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from backend.models import ApiKey, Participant, utcnow
@@ -62,19 +62,22 @@ def authenticate(ctx: Context, secret: str | None) -> Actor:
     if not secret or not secret.startswith(_PREFIX) or secret.count("_") < 2:
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
     key_id = secret[len(_PREFIX) :].split("_", 1)[0]
+    # One query per request: the key and, for participant keys, whether that participant is frozen right now.
+    query = (
+        select(ApiKey.secret_hash, ApiKey.role, ApiKey.participant_id, ApiKey.revoked_at, Participant.frozen)
+        .outerjoin(Participant, col(Participant.id) == col(ApiKey.participant_id))
+        .where(ApiKey.id == key_id)
+    )
     with ctx.read() as s:
-        row = s.get(ApiKey, key_id)
-        frozen = False
-        if row is not None and row.participant_id is not None:
-            p = s.get(Participant, row.participant_id)
-            frozen = bool(p and p.frozen)
-    if row is None or not hmac.compare_digest(row.secret_hash, _digest(secret)):
+        row = s.exec(query).first()
+    if row is None or not hmac.compare_digest(row[0], _digest(secret)):
         raise Unauthenticated("this API key is not valid")
-    if row.revoked_at is not None:
+    _, role, participant_id, revoked_at, frozen = row
+    if revoked_at is not None:
         raise Unauthenticated("this API key was revoked")
     if frozen:
         raise Forbidden("the participant this key belongs to is frozen")
-    return Actor(key_id=row.id, role=row.role, participant_id=row.participant_id)
+    return Actor(key_id=key_id, role=role, participant_id=participant_id)
 
 
 def revoke_api_key(ctx: Context, *, key_id: str) -> ApiKey:

@@ -21,7 +21,7 @@ def apply_outcome(ctx: Context, tx: ChainTx, result: TxOutcome | LedgerError) ->
         _apply_failure(ctx, tx, result)
         return
     if tx.kind == "redeem":
-        redemptions.finish(ctx, redemption_id=int(tx.ref), tx_hash=result.tx_hash, block_number=result.block_number)
+        redemptions.finish(ctx, redemption_id=int(tx.ref), result=result)
     elif tx.kind == "issue":
         applications.mark_issued(ctx, _ids(tx.ref), tx_hash=result.tx_hash, block_number=result.block_number)
     elif tx.kind in ("reclaim", "revoke"):
@@ -39,7 +39,7 @@ def apply_outcome(ctx: Context, tx: ChainTx, result: TxOutcome | LedgerError) ->
 
 def _apply_failure(ctx: Context, tx: ChainTx, error: LedgerError) -> None:
     if tx.kind == "redeem":
-        redemptions.finish(ctx, redemption_id=int(tx.ref), error=error)
+        redemptions.finish(ctx, redemption_id=int(tx.ref), result=error)
     elif tx.kind == "issue":
         applications.mark_pending(ctx, _ids(tx.ref))
     elif tx.kind == "register":

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from eth_utils import keccak
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from backend.chain.consent import Redemption as Consent
 from backend.chain.consent import consent_digest
+from backend.chain.pipeline import TxOutcome
 from backend.errors import (
     AccountFrozen,
     CategoryNotAllowed,
@@ -27,7 +28,6 @@ from backend.errors import (
     ProgrammeNotStarted,
     ProviderNotInProgramme,
     RelatedParty,
-    TransactionPending,
 )
 from backend.models import InvoiceClaim, Participant, Programme, ProgrammeProvider, Redemption, utcnow
 from backend.models import RelatedParty as RelatedPartyRow
@@ -180,19 +180,34 @@ def refuse(ctx: Context, *, redemption_id: int, reason: str) -> Redemption:
 
 
 def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
-    """The enterprise consents: sign, burn on chain, record the outcome. Runs at most once per claim."""
+    """The enterprise consents: its key signs, the provider's key sends the burn, the outcome is recorded.
+
+    Two database transactions, none held across a call to the node: the first moves the claim to
+    "submitting" together with its consent nonce and the stored signed transaction (so a crash after it
+    leaves something the monitor can finish); the second records the receipt and the claim's outcome.
+    """
+    claim_row = get(ctx, redemption_id)
+    with ctx.read() as s:
+        parties = {
+            p.id: p.address
+            for p in s.exec(
+                select(Participant).where(col(Participant.id).in_([claim_row.enterprise_id, claim_row.provider_id]))
+            ).all()
+        }
+    enterprise, provider = parties[claim_row.enterprise_id], parties[claim_row.provider_id]
+    ctx.keys.load(enterprise)
+    ctx.pipeline.prepare(provider)
     deadline = ctx.chain.now(cached=True) + ctx.settings.consent_ttl_s
     with ctx.write() as s:
-        row = s.get(Redemption, redemption_id)
-        if row is None:
-            raise NotFound("redemption", redemption_id)
-        taken = s.exec(
+        row = s.exec(
             update(Redemption)
             .where(col(Redemption.id) == redemption_id, Redemption.status == "pending")  # type: ignore[call-overload]
-            .values(status="submitting", updated_at=utcnow())
-        ).rowcount
-        if taken != 1:
-            raise InvalidState(f"redemption {redemption_id} is {row.status}, not pending")
+            .values(status="submitting", deadline=deadline, updated_at=utcnow())
+            .returning(Redemption)
+        ).first()
+        if row is None:
+            raise InvalidState(f"redemption {redemption_id} is {get(ctx, redemption_id).status}, not pending")
+        row = row[0]
         nonce = (
             s.exec(
                 update(Participant)
@@ -202,78 +217,64 @@ def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
             ).one()[0]
             - 1
         )
-        row.consent_nonce, row.deadline = nonce, deadline
-        s.add(row)
-        enterprise = s.get(Participant, row.enterprise_id)
-        provider = s.get(Participant, row.provider_id)
-        s.commit()
-    assert enterprise is not None and provider is not None
-    consent = Consent(
-        enterprise=enterprise.address,
-        programme_id=row.programme_id,
-        amount=row.amount,
-        invoice_amount=row.invoice_amount,
-        invoice_hash=bytes.fromhex(row.invoice_hash[2:]),
-        category=row.category,
-        nonce=nonce,
-        deadline=deadline,
-    )
-    digest = consent_digest(consent, provider.address, chain_id=ctx.chain.chain_id, contract=ctx.chain.address)
-    signature = ctx.keys.sign_hash(enterprise.address, digest)
-    try:
-        outcome = ctx.chain.send(
-            provider.address,
-            "redeem",
-            consent.as_struct(),
-            signature,
-            kind="redeem",
-            ref=str(redemption_id),
-            gas=REDEEM_GAS,
+        consent = Consent(
+            enterprise=enterprise,
+            programme_id=row.programme_id,
+            amount=row.amount,
+            invoice_amount=row.invoice_amount,
+            invoice_hash=bytes.fromhex(row.invoice_hash[2:]),
+            category=row.category,
+            nonce=nonce,
+            deadline=deadline,
         )
-    except TransactionPending as pending:
-        _record(ctx, redemption_id, tx_hash=str(pending.details.get("tx_hash")))
-        raise
-    except LedgerError as exc:
-        finish(ctx, redemption_id=redemption_id, error=exc)
-        raise
-    return finish(ctx, redemption_id=redemption_id, tx_hash=outcome.tx_hash, block_number=outcome.block_number)
-
-
-def _record(ctx: Context, redemption_id: int, *, tx_hash: str) -> None:
-    with ctx.write() as s:
-        row = s.get(Redemption, redemption_id)
-        if row is not None and row.tx_hash is None:
-            row.tx_hash = tx_hash
-            s.add(row)
-            s.commit()
-
-
-def finish(
-    ctx: Context,
-    *,
-    redemption_id: int,
-    tx_hash: str | None = None,
-    block_number: int | None = None,
-    error: LedgerError | None = None,
-) -> Redemption:
-    """Final state of a submitted claim: confirmed with its block, or failed with the decoded reason."""
-    with ctx.write() as s:
-        row = s.get(Redemption, redemption_id)
-        assert row is not None
-        if row.status != "submitting":
-            return row
-        row.updated_at = utcnow()
-        if error is None:
-            row.status, row.tx_hash, row.block_number = "confirmed", tx_hash, block_number
-            enterprise = s.get(Participant, row.enterprise_id)
-            if enterprise is not None and enterprise.first_redemption_at is None:
-                enterprise.first_redemption_at = utcnow()
-                s.add(enterprise)
-        else:
-            row.status, row.error_code, row.error_message = "failed", error.code, error.message
-            claim_row = s.get(InvoiceClaim, row.invoice_hash)
-            if claim_row is not None and claim_row.redemption_id == redemption_id:
-                s.delete(claim_row)
-        s.add(row)
+        digest = consent_digest(consent, provider, chain_id=ctx.chain.chain_id, contract=ctx.chain.address)
+        data = ctx.chain.encode("redeem", consent.as_struct(), ctx.keys.sign_hash(enterprise, digest))
+        stored = ctx.pipeline.store(
+            s, provider, ctx.chain.address, data, gas=REDEEM_GAS, kind="redeem", ref=str(redemption_id)
+        )
+        s.exec(
+            update(Redemption)
+            .where(col(Redemption.id) == redemption_id)  # type: ignore[call-overload]
+            .values(consent_nonce=nonce, tx_hash=stored.tx_hash)
+        )
         s.commit()
+    receipt = ctx.pipeline.send_and_wait(stored)  # TransactionPending: the monitor finishes it
+    result = ctx.pipeline.outcome(stored, receipt)
+    with ctx.write() as s:
+        ctx.pipeline.record(s, stored, result)
+        done = _finish(s, redemption_id, result)
+        s.commit()
+    if isinstance(result, LedgerError):
+        raise result
+    return done
+
+
+def finish(ctx: Context, *, redemption_id: int, result: TxOutcome | LedgerError) -> Redemption:
+    """Final state of a submitted claim, for the monitor when the receipt came after the request gave up."""
+    with ctx.write() as s:
+        done = _finish(s, redemption_id, result)
+        s.commit()
+        return done
+
+
+def _finish(s: Session, redemption_id: int, result: TxOutcome | LedgerError) -> Redemption:
+    """Confirmed with its block, or failed with the decoded reason (and the invoice free again)."""
+    row = s.get(Redemption, redemption_id)
+    assert row is not None
+    if row.status != "submitting":
         return row
+    row.updated_at = utcnow()
+    if isinstance(result, TxOutcome):
+        row.status, row.tx_hash, row.block_number = "confirmed", result.tx_hash, result.block_number
+        s.exec(
+            update(Participant)  # type: ignore[call-overload]
+            .where(col(Participant.id) == row.enterprise_id, col(Participant.first_redemption_at).is_(None))
+            .values(first_redemption_at=utcnow())
+        )
+    else:
+        row.status, row.error_code, row.error_message = "failed", result.code, result.message
+        claim_row = s.get(InvoiceClaim, row.invoice_hash)
+        if claim_row is not None and claim_row.redemption_id == redemption_id:
+            s.delete(claim_row)
+    s.add(row)
+    return row

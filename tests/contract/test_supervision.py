@@ -158,3 +158,31 @@ def test_migrate_holder_is_admin_only_and_needs_an_active_enterprise_target(ledg
     fn = ledger.contract.functions.migrateHolder(scene.a.address, scene.b.address, [scene.pid])
     with ledger.reverts("AccessControlUnauthorizedAccount", account=ledger.supervisor.address, neededRole=ADMIN_ROLE):
         ledger.send(fn, ledger.supervisor)
+
+
+def test_migrate_holder_refuses_a_target_with_vouchers_or_issuance_of_its_own(ledger: Ledger, scene: Scene) -> None:
+    # Merging two enterprises' keys would let the merged key exceed the per-enterprise cap.
+    fn = ledger.contract.functions.migrateHolder(scene.a.address, scene.b.address, [scene.pid])
+    with ledger.reverts("MigrationTargetInvalid", **{"from": scene.a.address, "to": scene.b.address}):
+        ledger.send(fn, ledger.admin)
+    revoked_empty = ledger.new_participant(ENTERPRISE)  # issued once, then emptied: its issuance still counts
+    ledger.issue(scene.pid, revoked_empty.address, 100)
+    ledger.send(ledger.contract.functions.revoke(scene.pid, revoked_empty.address, 100, 1), ledger.supervisor)
+    fn = ledger.contract.functions.migrateHolder(scene.a.address, revoked_empty.address, [scene.pid])
+    with ledger.reverts("MigrationTargetInvalid", **{"to": revoked_empty.address}):
+        ledger.send(fn, ledger.admin)
+
+
+def test_migrate_holder_to_itself_is_refused(ledger: Ledger, scene: Scene) -> None:
+    fn = ledger.contract.functions.migrateHolder(scene.a.address, scene.a.address, [scene.pid])
+    with ledger.reverts("MigrationTargetInvalid", **{"from": scene.a.address, "to": scene.a.address}):
+        ledger.send(fn, ledger.admin)
+    assert ledger.contract.functions.issuedTo(scene.pid, scene.a.address).call() == 3_000
+
+
+def test_migrate_holder_with_nothing_held_still_needs_an_active_enterprise_target(ledger: Ledger, scene: Scene) -> None:
+    empty = ledger.new_participant(ENTERPRISE)
+    stranger = ledger.new_participant(ENTERPRISE, register=False)
+    fn = ledger.contract.functions.migrateHolder(empty.address, stranger.address, [scene.pid])
+    with ledger.reverts("ParticipantKindMismatch", account=stranger.address, expected=ENTERPRISE, actual=0):
+        ledger.send(fn, ledger.admin)
