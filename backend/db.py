@@ -23,7 +23,8 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=32, max_overflow=64, pool_pre_ping=True, hide_parameters=True)
+        # PostgreSQL allows 100 connections by default, shared by every worker process.
+        engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True)
         return engine, engine
     args = {"check_same_thread": False, "timeout": 30}
     writer = create_engine(url, connect_args=args, pool_size=16, max_overflow=16, hide_parameters=True)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -46,24 +46,27 @@ def web3_sequential(world: DirectWorld, count: int) -> float:
 
 
 async def through_api(world: ApiWorld, count: int, concurrency: int) -> tuple[float, list[float]]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # aiohttp, not httpx: at 200 connections httpx's pool used a whole core in this process and became the limit.
     latencies: list[float] = []
     failures: list[str] = []
-    async with httpx.AsyncClient(base_url=world.url, timeout=60, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(world.url, connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> None:
             async with gate:
                 claim_req, confirm_path, enterprise_key = world.claim_request(i)
-                r = await client.post("/v1/redemptions", **claim_req)
-                if r.status_code != 201:
-                    failures.append(r.text)
-                    return
+                async with http.post("/v1/redemptions", **claim_req) as r:
+                    body = await r.json()
+                    if r.status != 201:
+                        failures.append(str(body))
+                        return
                 t0 = time.perf_counter()
-                r = await client.post(confirm_path(r.json()["id"]), headers={"Authorization": enterprise_key})
+                async with http.post(confirm_path(body["id"]), headers={"Authorization": enterprise_key}) as r:
+                    done = await r.json()
                 latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200 or r.json()["status"] != "confirmed":
-                    failures.append(r.text)
+                if r.status != 200 or done["status"] != "confirmed":
+                    failures.append(str(done))
 
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(count)))
@@ -93,7 +96,11 @@ def main() -> int:
             sequential = web3_sequential(direct, args.sequential)
             service = start_service(data_dir, workers=args.workers)
             api_world = ApiWorld(service.url, data_dir, providers=20, enterprises=40, redemptions=args.redemptions)
-            rate, latencies = asyncio.run(through_api(api_world, args.redemptions, args.concurrency))
+            try:
+                rate, latencies = asyncio.run(through_api(api_world, args.redemptions, args.concurrency))
+            except BaseException:
+                print((data_dir / "service.log").read_text()[-3000:], file=sys.stderr)
+                raise
             onchain = api_world.check_chain(info.rpc_url)
         finally:
             if service is not None:

@@ -80,6 +80,9 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        import sys
+        if os.environ.get("VOUCHER_SWITCH"):
+            sys.setswitchinterval(float(os.environ["VOUCHER_SWITCH"]))
         app.state.ctx = await anyio.to_thread.run_sync(make_context)
         try:
             yield

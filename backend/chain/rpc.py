@@ -7,11 +7,12 @@ talking JSON-RPC directly keeps both under our control. A node that does not ans
 
 from __future__ import annotations
 
+import http.client
 import itertools
+import json
 import threading
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 from backend.errors import NodeUnavailable
 
@@ -36,30 +37,64 @@ class RpcError(Exception):
 
 
 class Rpc:
+    """One keep-alive HTTP connection per thread (http.client), so threads never queue on a shared pool.
+
+    httpx's shared connection pool serialised every call behind one lock: under 200 concurrent requests the
+    service spent its time waiting there, not talking to the node.
+    """
+
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url
+        parts = urlsplit(url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+        self._path = parts.path or "/"
+        self._https = parts.scheme == "https"
+        self._timeout = timeout
         self._ids = itertools.count(1)
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0), limits=limits)
 
     def close(self) -> None:
-        self._client.close()
-
-    def _next_id(self) -> int:
         with self._lock:
-            return next(self._ids)
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=self._timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _post(self, payload: Any) -> Any:
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        for attempt in (1, 2):  # a kept-alive connection the node has closed fails once; reconnect and retry
+            conn = self._connection()
+            try:
+                conn.request("POST", self._path, body, headers)
+                response = conn.getresponse()
+                data = response.read()
+                return json.loads(data)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                conn.close()
+                self._local.conn = None
+                with self._lock:
+                    if conn in self._all:
+                        self._all.remove(conn)
+                if attempt == 2 or isinstance(exc, ValueError | TimeoutError):
+                    raise NodeUnavailable(
+                        f"the chain node at {self.url} did not answer ({type(exc).__name__}); try again shortly"
+                    ) from None
+        raise AssertionError("unreachable")
 
     def call(self, method: str, params: list[Any] | None = None) -> Any:
-        payload = {"jsonrpc": "2.0", "id": self._next_id(), "method": method, "params": params or []}
-        try:
-            response = self._client.post(self.url, json=payload)
-            body = response.json()
-        except (httpx.TransportError, ValueError) as exc:
-            raise NodeUnavailable(
-                f"the chain node at {self.url} did not answer ({type(exc).__name__}); try again shortly",
-                method=method,
-            ) from None
+        body = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []})
         if "error" in body:
             err = body["error"]
             raise RpcError(method, int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
@@ -70,12 +105,8 @@ class Rpc:
         if not calls:
             return []
         payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-        try:
-            body = self._client.post(self.url, json=payload).json()
-        except (httpx.TransportError, ValueError) as exc:
-            raise NodeUnavailable(f"the chain node at {self.url} did not answer ({type(exc).__name__})") from None
         results: list[Any] = [None] * len(calls)
-        for item in body:
+        for item in self._post(payload):
             if "error" in item:
                 err = item["error"]
                 method = calls[item["id"]][0]

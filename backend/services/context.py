@@ -3,8 +3,11 @@ holding their roles, and a bootstrap admin API key written for the first user.""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,40 +98,53 @@ def build_context(settings: Settings) -> Context:
         rpc.close()
         raise
     engine, reader = make_engines(settings.db_url)
-    init_db(engine)
-    keys = EncryptedKeyStore(engine, settings.master_key_bytes())
-    admin = admin_account(settings.data_dir)
-    keys.adopt(admin)
-    watcher = ReceiptWatcher(rpc)
-    watcher.start()
-    chain = VoucherChain(deployment, rpc)
-    chain.clock = watcher.head_time
-    chain.pipeline = TxPipeline(
-        rpc=rpc,
-        engine=engine,
-        signer=keys,
-        chain_id=deployment.chain_id,
-        translate=chain.translate,
-        watcher=watcher,
-        wait_s=settings.receipt_wait_s,
-    )
-    operators = {"admin": str(admin.address)}
-    for role in ROLES:
-        address = keys.find(f"operator:{role}") or keys.create(f"operator:{role}")
-        if not chain.has_role(role, address):
-            chain.send(admin.address, "grantRole", ROLES[role], address, kind="grant_role", ref=role)
-        operators[role] = address
-    ctx = Context(
-        settings=settings,
-        engine=engine,
-        chain=chain,
-        keys=keys,
-        operators=operators,
-        watcher=watcher,
-        reader=reader if reader is not engine else None,
-    )
-    ensure_admin_api_key(ctx)
+    # Worker processes start together: one at a time creates tables, operator keys and role grants.
+    with _bootstrap_lock(settings.data_dir):
+        init_db(engine)
+        keys = EncryptedKeyStore(engine, settings.master_key_bytes())
+        admin = admin_account(settings.data_dir)
+        keys.adopt(admin)
+        watcher = ReceiptWatcher(rpc)
+        watcher.start()
+        chain = VoucherChain(deployment, rpc)
+        chain.clock = watcher.head_time
+        chain.pipeline = TxPipeline(
+            rpc=rpc,
+            engine=engine,
+            signer=keys,
+            chain_id=deployment.chain_id,
+            translate=chain.translate,
+            watcher=watcher,
+            wait_s=settings.receipt_wait_s,
+        )
+        operators = {"admin": str(admin.address)}
+        for role in ROLES:
+            address = keys.find(f"operator:{role}") or keys.create(f"operator:{role}")
+            if not chain.has_role(role, address):
+                chain.send(admin.address, "grantRole", ROLES[role], address, kind="grant_role", ref=role)
+            operators[role] = address
+        ctx = Context(
+            settings=settings,
+            engine=engine,
+            chain=chain,
+            keys=keys,
+            operators=operators,
+            watcher=watcher,
+            reader=reader if reader is not engine else None,
+        )
+        ensure_admin_api_key(ctx)
     return ctx
+
+
+@contextmanager
+def _bootstrap_lock(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "bootstrap.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def ensure_admin_api_key(ctx: Context) -> Path | None:
