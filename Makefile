@@ -21,7 +21,7 @@ build: $(BIN)/.installed node_modules/.installed
 	$(BIN)/voucher build
 
 run: build
-	$(BIN)/voucher devnet up --data-dir $(DATA_DIR)
+	$(BIN)/voucher serve --data-dir $(DATA_DIR)
 
 test: build
 	$(BIN)/pytest
