@@ -23,11 +23,12 @@ build: $(BIN)/.installed node_modules/.installed
 run: build
 	$(BIN)/voucher serve --data-dir $(DATA_DIR)
 
-test: build
+test: build lint
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check backend tests scripts
+	$(BIN)/ruff format --check backend
 	$(BIN)/mypy
 
 clean:

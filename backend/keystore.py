@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import Hash32
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -93,4 +94,4 @@ class EncryptedKeyStore:
         return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
 
     def sign_hash(self, address: str, digest: bytes) -> bytes:
-        return bytes(self._account(address).unsafe_sign_hash(digest).signature)
+        return bytes(self._account(address).unsafe_sign_hash(Hash32(digest)).signature)

@@ -4,7 +4,6 @@ a body-size limit, and the service context built at start and closed at stop."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +22,7 @@ from backend.errors import LedgerError
 from backend.services.context import Context
 
 log = logging.getLogger(__name__)
-THREADS = int(os.environ.get("VOUCHER_THREADS", "256"))  # requests wait on blocks (~0.25 s): many must wait at once
+THREADS = 256  # requests wait on blocks (~0.25 s): many must be able to wait at once
 
 
 class BodyLimit:
@@ -80,9 +79,6 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
-        import sys
-        if os.environ.get("VOUCHER_SWITCH"):
-            sys.setswitchinterval(float(os.environ["VOUCHER_SWITCH"]))
         app.state.ctx = await anyio.to_thread.run_sync(make_context)
         try:
             yield

@@ -65,6 +65,7 @@ class Idempotency:
         return JSONResponse(body, status_code=status_code)
 
     def _begin(self) -> JSONResponse | None:
+        assert self._key is not None  # run() handles the no-key case before calling here
         engine = self._ctx.engine
         with Session(engine) as s:
             s.add(IdempotencyRecord(key=self._key, api_key_id=self._actor_key, request_hash=self._hash))

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 from functools import lru_cache
 
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_typing import Hash32
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 DOMAIN_NAME = "ComputeVoucher"
 DOMAIN_VERSION = "1"
@@ -74,5 +76,5 @@ def consent_digest(r: Redemption, provider: str, *, chain_id: int, contract: str
 
 def sign_consent(signer: LocalAccount, r: Redemption, provider: str, *, chain_id: int, contract: str) -> bytes:
     """65-byte signature (r, s, v) with low s, as the contract's ECDSA check requires."""
-    signed = signer.unsafe_sign_hash(consent_digest(r, provider, chain_id=chain_id, contract=contract))
+    signed = signer.unsafe_sign_hash(Hash32(consent_digest(r, provider, chain_id=chain_id, contract=contract)))
     return bytes(signed.signature)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_utils import event_signature_to_log_topic, to_checksum_address
+from eth_abi.abi import decode as abi_decode
+from eth_utils.abi import event_signature_to_log_topic
+from eth_utils.address import to_checksum_address
 
 from backend.chain.abi import canonical_type, plain_value
 

@@ -18,8 +18,9 @@ def load_or_create_key(path: Path) -> LocalAccount:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return Account.from_key(path.read_text().strip())
-    account = Account.create()
+        existing: LocalAccount = Account.from_key(path.read_text().strip())
+        return existing
+    account: LocalAccount = Account.create()
     with os.fdopen(fd, "w") as f:
         f.write(account.key.hex())
     return account

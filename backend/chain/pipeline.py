@@ -129,7 +129,7 @@ class TxPipeline:
         """Broadcasts a stored transaction and waits for its receipt; raises TransactionPending on time-out."""
         self._watcher.expect(stored.tx_hash)
         self.broadcast(stored.raw, stored.tx_hash)
-        receipt = self._watcher.wait(stored.tx_hash, self._wait_s if wait_s is None else wait_s)
+        receipt: dict[str, Any] | None = self._watcher.wait(stored.tx_hash, self._wait_s if wait_s is None else wait_s)
         if receipt is None:
             raise TransactionPending(
                 f"transaction {stored.tx_hash} was sent but is not yet in a block; it is tracked and will be resolved",
@@ -159,8 +159,8 @@ class TxPipeline:
         if error is not None:
             block = error.details.get("block_number")
         s.exec(
-            update(ChainTx)  # type: ignore[call-overload]
-            .where(ChainTx.tx_hash == stored.tx_hash)  # type: ignore[arg-type]
+            update(ChainTx)
+            .where(col(ChainTx.tx_hash) == stored.tx_hash)
             .values(
                 status="reverted" if error else "confirmed",
                 block_number=block,
@@ -202,9 +202,7 @@ class TxPipeline:
         with session_scope(self._engine) as s:
             dialect = s.get_bind().dialect.name
             insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            s.exec(  # type: ignore[call-overload]
-                insert(SignerNonce).values(address=sender, next_nonce=chain_nonce).on_conflict_do_nothing()
-            )
+            s.exec(insert(SignerNonce).values(address=sender, next_nonce=chain_nonce).on_conflict_do_nothing())
             row = s.get(SignerNonce, sender)
             if row is not None and row.next_nonce < chain_nonce:
                 row.next_nonce = chain_nonce  # someone else used this key: never reuse a nonce it spent
@@ -213,12 +211,13 @@ class TxPipeline:
 
     @staticmethod
     def _reserve_nonce(s: Session, sender: str) -> int:
-        result = s.exec(  # type: ignore[call-overload]
+        result = s.exec(
             update(SignerNonce)
-            .where(SignerNonce.address == sender)  # type: ignore[arg-type]
+            .where(col(SignerNonce.address) == sender)
             .values(next_nonce=SignerNonce.next_nonce + 1)
-            .returning(SignerNonce.next_nonce)
+            .returning(col(SignerNonce.next_nonce))
         ).first()
+        assert result is not None, "signer has no nonce row; prepare() creates it before store()"
         return int(result[0]) - 1
 
     def forget_signers(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from sqlalchemy import update
 from sqlmodel import col, select
 
@@ -94,9 +94,10 @@ def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[App
     undecided = [a.id for a in apps if a.status != "pending"]
     if undecided:
         raise InvalidState(f"only pending applications can be approved; {undecided} were decided already")
-    amounts = {}
+    amounts: dict[int, int] = {}
     for a in apps:
-        asked = approvals[a.id]  # type: ignore[index]
+        assert a.id is not None  # rows read from the database have their primary key
+        asked = approvals[a.id]
         amount = a.amount if asked is None else asked
         if not 0 < amount <= a.amount:
             raise InvalidInput(f"application {a.id}: approve between 1 fen and the {yuan(a.amount)} applied for")
@@ -150,7 +151,7 @@ def mark_pending(ctx: Context, ids: list[int]) -> None:
         s.commit()
 
 
-def _precheck(ctx: Context, pid: int, apps: list[Application], amounts: dict[int | None, int]) -> None:
+def _precheck(ctx: Context, pid: int, apps: list[Application], amounts: dict[int, int]) -> None:
     state = ctx.chain.programme(pid)
     if ctx.chain.now() >= state.valid_until:
         raise ProgrammeExpired(f"programme {pid} has expired: nothing more can be issued")
@@ -163,6 +164,7 @@ def _precheck(ctx: Context, pid: int, apps: list[Application], amounts: dict[int
         )
     per_enterprise: dict[int, int] = defaultdict(int)
     for a in apps:
+        assert a.id is not None  # rows read from the database have their primary key
         per_enterprise[a.enterprise_id] += amounts[a.id]
     with ctx.read() as s:
         for enterprise_id, amount in per_enterprise.items():
@@ -183,9 +185,9 @@ def _precheck(ctx: Context, pid: int, apps: list[Application], amounts: dict[int
 def _claim(ctx: Context, ids: list[int], *, to: str, reason: str | None = None) -> None:
     """Moves pending applications to `to` atomically: a second approver finds them taken."""
     with ctx.write() as s:
-        result = s.exec(  # type: ignore[call-overload]
+        result = s.exec(
             update(Application)
-            .where(col(Application.id).in_(ids), Application.status == "pending")
+            .where(col(Application.id).in_(ids), col(Application.status) == "pending")
             .values(status=to, reason=reason, decided_at=utcnow())
         )
         if result.rowcount != len(ids):
@@ -201,7 +203,7 @@ def _set(
     status: str,
     tx_hash: str | None = None,
     block_number: int | None = None,
-    amounts: dict[int | None, int] | None = None,
+    amounts: dict[int, int] | None = None,
 ) -> None:
     with ctx.write() as s:
         for i in ids:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from eth_utils import keccak
-from sqlmodel import select
+from eth_utils.crypto import keccak
+from sqlmodel import col, select
 
 from backend import credit_code
 from backend.chain.ledger import ENTERPRISE, PROVIDER
@@ -100,7 +100,7 @@ def get(ctx: Context, participant_id: int, *, kind: str | None = None) -> Partic
 
 def list_all(ctx: Context, *, kind: str | None = None, offset: int = 0, limit: int = 100) -> list[Participant]:
     with ctx.read() as s:
-        q = select(Participant).order_by(Participant.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+        q = select(Participant).order_by(col(Participant.id)).offset(offset).limit(limit)
         if kind:
             q = q.where(Participant.kind == kind)
         return list(s.exec(q).all())

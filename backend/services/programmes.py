@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend.chain.ledger import ProgrammeState
 from backend.chain.pipeline import TxOutcome
@@ -84,7 +84,9 @@ def record_created(ctx: Context, outcome: TxOutcome, *, name: str) -> int:
         )
         s.flush()
         for address in dict.fromkeys(allowed):
-            s.add(ProgrammeProvider(programme_id=programme_id, provider_id=ids[address]))
+            provider_id = ids[address]
+            assert provider_id is not None  # rows read from the database have their primary key
+            s.add(ProgrammeProvider(programme_id=programme_id, provider_id=provider_id))
         s.commit()
     return programme_id
 
@@ -110,5 +112,5 @@ def get(ctx: Context, programme_id: int) -> ProgrammeView:
 
 def list_all(ctx: Context) -> list[ProgrammeView]:
     with ctx.read() as s:
-        ids = list(s.exec(select(Programme.id).order_by(Programme.id)).all())  # type: ignore[arg-type]
+        ids = list(s.exec(select(Programme.id).order_by(col(Programme.id))).all())
     return [get(ctx, i) for i in ids]

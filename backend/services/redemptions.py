@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -127,6 +127,7 @@ def claim(
     with ctx.write() as s:
         s.add(row)
         s.flush()
+        assert row.id is not None  # assigned by the flush
         s.add(InvoiceClaim(invoice_hash=digest, redemption_id=row.id))
         try:
             s.commit()
@@ -167,7 +168,7 @@ def refuse(ctx: Context, *, redemption_id: int, reason: str) -> Redemption:
     with ctx.write() as s:
         taken = s.exec(
             update(Redemption)
-            .where(col(Redemption.id) == redemption_id, Redemption.status == "pending")  # type: ignore[call-overload]
+            .where(col(Redemption.id) == redemption_id, col(Redemption.status) == "pending")
             .values(status="refused", error_code="refused_by_enterprise", error_message=reason, updated_at=utcnow())
         ).rowcount
         if taken != 1:
@@ -201,7 +202,7 @@ def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
     with ctx.write() as s:
         row = s.exec(
             update(Redemption)
-            .where(col(Redemption.id) == redemption_id, Redemption.status == "pending")  # type: ignore[call-overload]
+            .where(col(Redemption.id) == redemption_id, col(Redemption.status) == "pending")
             .values(status="submitting", deadline=deadline, updated_at=utcnow())
             .returning(Redemption)
         ).first()
@@ -211,9 +212,9 @@ def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
         nonce = (
             s.exec(
                 update(Participant)
-                .where(col(Participant.id) == row.enterprise_id)  # type: ignore[call-overload]
+                .where(col(Participant.id) == row.enterprise_id)
                 .values(next_consent_nonce=Participant.next_consent_nonce + 1)
-                .returning(Participant.next_consent_nonce)
+                .returning(col(Participant.next_consent_nonce))
             ).one()[0]
             - 1
         )
@@ -234,7 +235,7 @@ def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
         )
         s.exec(
             update(Redemption)
-            .where(col(Redemption.id) == redemption_id)  # type: ignore[call-overload]
+            .where(col(Redemption.id) == redemption_id)
             .values(consent_nonce=nonce, tx_hash=stored.tx_hash)
         )
         s.commit()
@@ -267,7 +268,7 @@ def _finish(s: Session, redemption_id: int, result: TxOutcome | LedgerError) -> 
     if isinstance(result, TxOutcome):
         row.status, row.tx_hash, row.block_number = "confirmed", result.tx_hash, result.block_number
         s.exec(
-            update(Participant)  # type: ignore[call-overload]
+            update(Participant)
             .where(col(Participant.id) == row.enterprise_id, col(Participant.first_redemption_at).is_(None))
             .values(first_redemption_at=utcnow())
         )

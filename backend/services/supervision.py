@@ -89,11 +89,13 @@ def record_adjustments(ctx: Context, outcome: TxOutcome) -> int:
         ids = {p.address: p.id for p in s.exec(select(Participant).where(Participant.kind == "enterprise")).all()}
         for ev in events:
             total += int(ev.args["amount"])
+            enterprise_id = ids[ev.args["holder"]]
+            assert enterprise_id is not None  # rows read from the database have their primary key
             s.add(
                 Adjustment(
                     kind="reclaim" if ev.name == "VoucherReclaimed" else "revoke",
                     programme_id=int(ev.args["programmeId"]),
-                    enterprise_id=ids[ev.args["holder"]],
+                    enterprise_id=enterprise_id,
                     amount=int(ev.args["amount"]),
                     reason_code=ev.args.get("reasonCode"),
                     tx_hash=outcome.tx_hash,

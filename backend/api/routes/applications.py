@@ -24,14 +24,15 @@ def public(a: Application) -> ApplicationPublic:
 def apply(body: ApplicationCreate, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep) -> JSONResponse:
     if body.enterprise_id not in (None, actor.participant_id):
         raise InvalidInput("an enterprise applies for itself only", field="enterprise_id")
-    assert actor.participant_id is not None
+    enterprise_id = actor.participant_id
+    assert enterprise_id is not None
     return idem.run(
         lambda: public(
             applications.apply(
                 ctx,
-                enterprise_id=actor.participant_id,
+                enterprise_id=enterprise_id,
                 programme_id=body.programme_id,
-                amount=body.amount,  # type: ignore[arg-type]
+                amount=body.amount,
                 purpose=body.purpose,
             )
         ),

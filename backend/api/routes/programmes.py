@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend.api.deps import Admin, CtxDep, CurrentActor, Issuer, ensure_owner_or_staff
 from backend.api.idempotency import IdempotencyDep
@@ -79,7 +79,7 @@ def balances(enterprise_id: int, ctx: CtxDep, actor: CurrentActor) -> list[Balan
     ensure_owner_or_staff(actor, enterprise_id, "enterprise", enterprise_id)
     enterprise = participants.get(ctx, enterprise_id, kind="enterprise")
     with ctx.read() as s:
-        ids = list(s.exec(select(Programme.id).order_by(Programme.id)).all())  # type: ignore[arg-type]
+        ids = list(s.exec(select(Programme.id).order_by(col(Programme.id))).all())
     return [
         BalancePublic(enterprise_id=enterprise_id, programme_id=pid, balance=ctx.chain.balance(enterprise.address, pid))
         for pid in ids

@@ -34,12 +34,14 @@ def _visible(actor: Actor, r: Redemption) -> Redemption:
 
 @router.post("", status_code=201, response_model=RedemptionPublic, dependencies=[Depends(limit("redemptions"))])
 def claim(body: RedemptionCreate, ctx: CtxDep, actor: ProviderActor, idem: IdempotencyDep) -> JSONResponse:
+    provider_id = actor.participant_id
+    assert provider_id is not None  # provider keys always carry their participant (create_api_key)
     return idem.run(
         lambda: public(
             redemptions.claim(
                 ctx,
-                provider_id=actor.participant_id,
-                enterprise_id=body.enterprise_id,  # type: ignore[arg-type]
+                provider_id=provider_id,
+                enterprise_id=body.enterprise_id,
                 programme_id=body.programme_id,
                 invoice_number=body.invoice_number,
                 invoice_amount=body.invoice_amount,
