@@ -85,7 +85,8 @@ class VoucherMachine(RuleBasedStateMachine):
             account = ledger.new_participant(kind)
             self.accounts[account.address], self.kind[account.address] = account, kind
         self.frozen: set[str] = set()
-        self.progs: list[Prog] = []
+        self.progs: list[Prog] = []  # this example's programmes: chain ids base + 1, base + 2, ...
+        self.base = int(self.c.functions.programmeCount().call())  # other tests may have made some already
         self.bal: Counter[tuple[int, str]] = Counter()
         self.issued_to: Counter[tuple[int, str]] = Counter()
         self.invoices: set[bytes] = set()  # every invoice hash tried
@@ -114,15 +115,18 @@ class VoucherMachine(RuleBasedStateMachine):
         ents = self._of(ENTERPRISE)
         return ents[i % len(ents)] if i % 4 != 3 else list(self.accounts)[i % len(self.accounts)]
 
+    def _prog(self, pid: int) -> Prog:
+        return self.progs[pid - self.base - 1]
+
     def _pid(self, p: int) -> int:
         """Mostly a programme whose window is still open; one pick in four any."""
-        pool = [pid for pid, prog in enumerate(self.progs, 1) if self.pos < prog.end]
-        return pool[p % len(pool)] if pool and p % 4 != 3 else p % len(self.progs) + 1
+        pool = [pid for pid, prog in enumerate(self.progs, self.base + 1) if self.pos < prog.end]
+        return pool[p % len(pool)] if pool and p % 4 != 3 else self.base + p % len(self.progs) + 1
 
     def _target(self, aim: bool, p: int, who: int) -> tuple[int, str]:
         """A programme and an account: when aiming, one holding vouchers of it (mostly of an open programme)."""
         held = sorted(k for k, b in self.bal.items() if b > 0)
-        held = [k for k in held if self.pos < self.progs[k[0] - 1].end] if p % 4 != 3 else held
+        held = [k for k in held if self.pos < self._prog(k[0]).end] if p % 4 != 3 else held
         return held[(p * 64 + who) % len(held)] if aim and held else (self._pid(p), self._acct(who))
 
     def _expect(self, fn: Any, sender: LocalAccount, error: Error) -> None:
@@ -142,7 +146,7 @@ class VoucherMachine(RuleBasedStateMachine):
 
     def _issue(self, fn: Any, pid: int, items: list[tuple[str, int]]) -> None:
         """Issues `items` in order: all of them, or none and the first item's error."""
-        prog, got, error = self.progs[pid - 1], Counter[str](), None
+        prog, got, error = self._prog(pid), Counter[str](), None
         if prog.end <= self.pos:
             error = err("ProgrammeExpired", programmeId=pid, validUntil=self._ts(prog.end))
         for addr, amount in items if error is None else []:
@@ -201,22 +205,22 @@ class VoucherMachine(RuleBasedStateMachine):
                                            validFrom=self._ts(prog.start), validUntil=self._ts(prog.end),
                                            categories=categories)  # fmt: skip
         self.progs.append(prog)
-        assert pid == len(self.progs)
+        assert pid == self.base + len(self.progs)
         self.stats["createProgramme:ok"] += 1
 
     @rule(p=IDX, who=IDX, pct=PCT)
     def issue(self, p: int, who: int, pct: int) -> None:
-        pid, addr = (self._pid(p) if p < 60 else len(self.progs) + 1), self._acct(who)
-        if pid > len(self.progs):  # no such programme
+        pid, addr = (self._pid(p) if p < 60 else self.base + len(self.progs) + 1), self._acct(who)
+        if pid > self.base + len(self.progs):  # no such programme
             fn = self.c.functions.issue(pid, addr, 1, b"\2" * 32)
             return self._expect(fn, self.ledger.issuer, err("ProgrammeNotFound", programmeId=pid))
-        amount = self.progs[pid - 1].cap * pct // 100
+        amount = self._prog(pid).cap * pct // 100
         self._issue(self.c.functions.issue(pid, addr, amount, b"\2" * 32), pid, [(addr, amount)])
 
     @rule(p=IDX, items=st.lists(st.tuples(IDX, PCT), min_size=1, max_size=4), short=SOMETIMES)
     def issue_batch(self, p: int, items: list[tuple[int, int]], short: bool) -> None:
         pid = self._pid(p)
-        batch = [(self._acct(who), self.progs[pid - 1].cap * pct // 100) for who, pct in items]
+        batch = [(self._acct(who), self._prog(pid).cap * pct // 100) for who, pct in items]
         refs = [bytes([i]) * 32 for i in range(len(batch) - short)]
         fn = self.c.functions.issueBatch(pid, [a for a, _ in batch], [n for _, n in batch], refs)
         if len(refs) < len(batch):
@@ -236,7 +240,7 @@ class VoucherMachine(RuleBasedStateMachine):
 
     def _redeem(self, aim: bool, pick: tuple[int, int, int], pct: int, delta: int, category: int, replay: str) -> None:
         (p, _, prov), (pid, ent) = pick, self._target(aim, pick[0], pick[1])
-        prog, balance, used = self.progs[pid - 1], self.bal[pid, ent], self.nonces.setdefault(ent, set())
+        prog, balance, used = self._prog(pid), self.bal[pid, ent], self.nonces.setdefault(ent, set())
         providers = prog.providers if aim and prog.providers else self._of(PROVIDER)
         provider = providers[prov % len(providers)]
         allowed = [b for b in range(3) if prog.categories >> b & 1]
@@ -280,17 +284,18 @@ class VoucherMachine(RuleBasedStateMachine):
     def reclaim(self, when: str, p: int, holders: list[int], sweep: bool) -> None:
         """Reclaims from some accounts (or all, `sweep`) in a closed programme, in the next one to close after
         travelling past its end, or in an open one (`early`: refused)."""
-        closed = [pid for pid, prog in enumerate(self.progs, 1) if prog.end <= self.pos]
-        still_open = sorted((prog.end, pid) for pid, prog in enumerate(self.progs, 1) if self.pos < prog.end)
+        numbered = list(enumerate(self.progs, self.base + 1))
+        closed = [pid for pid, prog in numbered if prog.end <= self.pos]
+        still_open = sorted((prog.end, pid) for pid, prog in numbered if self.pos < prog.end)
         if (when == "closed" and closed) or not still_open:
             pid = closed[p % len(closed)]
         elif when == "early":
             pid = still_open[p % len(still_open)][1]
         else:
             pid = still_open[0][1]
-            self._travel(self.progs[pid - 1].end + 0.5)
+            self._travel(self._prog(pid).end + 0.5)
         everyone = list(self.accounts)
-        addrs, prog = [everyone[i % len(everyone)] for i in holders] + everyone * sweep, self.progs[pid - 1]
+        addrs, prog = [everyone[i % len(everyone)] for i in holders] + everyone * sweep, self._prog(pid)
         active = self.pos < prog.end
         error = err("ProgrammeStillActive", programmeId=pid, validUntil=self._ts(prog.end)) if active else None
         self._expect(self.c.functions.reclaim(pid, addrs), self.ledger.issuer, error)
@@ -307,7 +312,7 @@ class VoucherMachine(RuleBasedStateMachine):
             error = err("ERC1155InsufficientBalance", sender=addr, balance=balance, needed=amount, tokenId=pid)
         self._expect(self.c.functions.revoke(pid, addr, amount, 7), self.ledger.supervisor, error)
         if error is None:
-            self.progs[pid - 1].revoked += amount
+            self._prog(pid).revoked += amount
             self.bal[pid, addr] -= amount
 
     @rule(who=IDX, freeze=st.sampled_from([False, False, True]), noop=SOMETIMES)
@@ -354,18 +359,19 @@ class VoucherMachine(RuleBasedStateMachine):
     @invariant()
     def chain_matches_model(self) -> None:
         self.stats["checks"] += 1  # once per example before its first step, then after every step
-        pids, addrs, invoices = range(1, len(self.progs) + 1), list(self.accounts), sorted(self.invoices)
+        pids = range(self.base + 1, self.base + len(self.progs) + 1)
+        addrs, invoices = list(self.accounts), sorted(self.invoices)
         pairs = [(pid, a) for pid in pids for a in addrs]
         calls: list[tuple[str, list[Any]]] = [("programmeCount", []), *[("programme", [pid]) for pid in pids]]
         calls.append(("balanceOfBatch", [[a for _, a in pairs], [pid for pid, _ in pairs]]))
         calls += [("issuedTo", [pid, a]) for pid, a in pairs] + [("isInvoiceRedeemed", [h]) for h in invoices]
         calls += [("participant", [a]) for a in addrs]
         out = iter(self._read(calls))
-        assert next(out)[0] == len(self.progs)
+        assert next(out)[0] == self.base + len(self.progs)
         chain = {pid: next(out)[0] for pid in pids}
         balances = dict(zip(pairs, next(out)[0], strict=True))
         issued_to = {pair: next(out)[0] for pair in pairs}
-        for pid, prog in enumerate(self.progs, 1):
+        for pid, prog in enumerate(self.progs, self.base + 1):
             budget, cap, issued, redeemed, reclaimed, revoked, *_ = chain[pid]
             assert chain[pid] == (prog.budget, prog.cap, prog.issued, prog.redeemed, prog.reclaimed, prog.revoked,
                                   prog.ratio, self._ts(prog.start), self._ts(prog.end), prog.categories)  # fmt: skip
