@@ -132,6 +132,8 @@ def up(
     `port=0` picks a free port; a taken port is refused with a message rather than silently replaced.
     `block_time=None` means automine (a block per transaction), which suits tests, not load.
     """
+    # Absolute: anvil runs inside the data folder, where a relative --state path would point elsewhere.
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     running = status(data_dir)
     if running is not None:

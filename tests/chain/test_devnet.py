@@ -202,3 +202,18 @@ def test_a_corrupt_state_file_stops_up_with_anvils_reason_and_leaves_nothing_run
         devnet.up(data_dir, port=0, block_time=None)
     assert "anvil did not start" in str(exc.value) and "anvil-state.json" in str(exc.value)
     assert devnet.status(data_dir) is None and not (data_dir / "devnet.json").exists()
+
+
+def test_a_relative_data_dir_keeps_state_across_down_and_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `make run` passes `.data`: the state file must land there, not relative to anvil's own working folder.
+    monkeypatch.chdir(tmp_path)
+    relative = Path(".data")
+    info = devnet.up(relative, port=0, block_time=None)
+    try:
+        address = ensure_deployed(relative, info.rpc_url).voucher.address
+        devnet.down(relative)
+        assert (tmp_path / ".data" / "anvil-state.json").is_file()
+        info = devnet.up(relative, port=0, block_time=None)
+        assert ensure_deployed(relative, info.rpc_url).voucher.address == address
+    finally:
+        devnet.down(relative)
