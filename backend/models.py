@@ -12,6 +12,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def unix_time(dt: datetime) -> int:
+    """Seconds since the epoch, the chain's clock; a naive datetime (as SQLite returns them) is UTC."""
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
+
+
 def _big(**kw: object) -> object:
     return Field(sa_type=BigInteger, **kw)  # type: ignore[call-overload]
 

@@ -4,7 +4,6 @@ chain, or rejects with a reason. Budget and cap are checked before any transacti
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
 
 from eth_utils.crypto import keccak
 from sqlalchemy import update
@@ -21,14 +20,10 @@ from backend.errors import (
     ProgrammeExpired,
     TransactionPending,
 )
-from backend.models import Application, Participant, utcnow
+from backend.models import Application, Participant, unix_time, utcnow
 from backend.money import yuan
 from backend.services import participants, programmes
 from backend.services.context import Context
-
-
-def _ts(dt: datetime) -> int:
-    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
 
 
 def application_ref(application_id: int) -> bytes:
@@ -40,7 +35,7 @@ def apply(ctx: Context, *, enterprise_id: int, programme_id: int, amount: int, p
     if enterprise.frozen:
         raise AccountFrozen("your account is frozen: applications are not accepted")
     programme = programmes.get_row(ctx, programme_id)
-    if ctx.chain.now() >= _ts(programme.valid_until):
+    if ctx.chain.now() >= unix_time(programme.valid_until):
         raise ProgrammeExpired(f"programme {programme_id} has expired: it takes no more applications")
     if amount <= 0 or amount > programme.cap_per_enterprise:
         raise InvalidInput(

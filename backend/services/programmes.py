@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from backend.chain.ledger import ProgrammeState
 from backend.chain.pipeline import TxOutcome
 from backend.errors import InvalidInput, NotFound
-from backend.models import Participant, Programme, ProgrammeProvider
+from backend.models import Participant, Programme, ProgrammeProvider, unix_time
 from backend.services.context import Context
 from backend.services.participants import categories_mask
 
@@ -22,10 +22,6 @@ class ProgrammeView:
     row: Programme
     state: ProgrammeState
     provider_ids: list[int]
-
-
-def _ts(dt: datetime) -> int:
-    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
 
 
 def create(
@@ -44,7 +40,7 @@ def create(
         raise InvalidInput("ratio_bps must be between 1 and 10000 (0.01% to 100%)", field="ratio_bps")
     if not 0 < cap_per_enterprise <= budget < MAX_FEN:
         raise InvalidInput("need 0 < cap_per_enterprise <= budget (amounts in fen)", field="budget")
-    start, end = _ts(valid_from), _ts(valid_until)
+    start, end = unix_time(valid_from), unix_time(valid_until)
     if end <= start or end <= ctx.chain.now():
         raise InvalidInput("valid_until must be after valid_from and in the future", field="valid_until")
     mask = categories_mask(categories)

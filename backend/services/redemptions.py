@@ -3,8 +3,6 @@ EIP-712 consent) or refuses; the provider's managed key submits the burn. One li
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from eth_utils.crypto import keccak
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +27,7 @@ from backend.errors import (
     ProviderNotInProgramme,
     RelatedParty,
 )
-from backend.models import InvoiceClaim, Participant, Programme, ProgrammeProvider, Redemption, utcnow
+from backend.models import InvoiceClaim, Participant, Programme, ProgrammeProvider, Redemption, unix_time, utcnow
 from backend.models import RelatedParty as RelatedPartyRow
 from backend.money import yuan
 from backend.services.context import Context
@@ -39,10 +37,6 @@ MAX_INVOICE_FEN = 10**15
 # A redeem burns about 93k-110k gas; a fixed limit skips the dry run on the hot path (gas is free here, and a
 # refusal the claim checks did not foresee is mined, replayed and decoded like any other).
 REDEEM_GAS = 200_000  # ¥10 trillion: anything larger is a typo, not an invoice
-
-
-def _ts(dt: datetime) -> int:
-    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
 
 
 def invoice_hash(invoice_number: str) -> str:
@@ -96,9 +90,9 @@ def claim(
         ]
     )
     # Ratio and window never change after creation: the database copy serves; the contract checks again.
-    if now < _ts(programme.valid_from):
+    if now < unix_time(programme.valid_from):
         raise ProgrammeNotStarted(f"programme {programme_id} opens for redemption later")
-    if now >= _ts(programme.valid_until):
+    if now >= unix_time(programme.valid_until):
         raise ProgrammeExpired(f"programme {programme_id} has expired: its vouchers can no longer be redeemed")
     subsidy = invoice_amount * programme.ratio_bps // 10_000
     if amount is not None and not 0 < amount <= subsidy:
