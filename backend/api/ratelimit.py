@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from backend.api.deps import CtxDep, CurrentActor
 from backend.errors import RateLimited
@@ -13,8 +14,8 @@ _counts: dict[tuple[str, str, int], int] = {}
 _lock = threading.Lock()
 
 
-def limit(bucket: str) -> Callable[[CtxDep, CurrentActor], None]:
-    def check(ctx: CtxDep, actor: CurrentActor) -> None:
+def limit(bucket: str) -> Callable[[CtxDep, CurrentActor], Coroutine[Any, Any, None]]:
+    async def check(ctx: CtxDep, actor: CurrentActor) -> None:  # no blocking inside: no thread pool hop
         per_minute = ctx.settings.rate_limit_per_minute
         if per_minute <= 0:
             return

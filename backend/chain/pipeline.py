@@ -214,12 +214,16 @@ class TxPipeline:
 
     @staticmethod
     def _reserve_nonce(s: Session, sender: str) -> int:
-        result = s.connection().execute(
-            update(SignerNonce)
-            .where(col(SignerNonce.address) == sender)
-            .values(next_nonce=SignerNonce.next_nonce + 1)
-            .returning(col(SignerNonce.next_nonce))
-        ).first()
+        result = (
+            s.connection()
+            .execute(
+                update(SignerNonce)
+                .where(col(SignerNonce.address) == sender)
+                .values(next_nonce=SignerNonce.next_nonce + 1)
+                .returning(col(SignerNonce.next_nonce))
+            )
+            .first()
+        )
         assert result is not None, "signer has no nonce row; prepare() creates it before store()"
         return int(result[0]) - 1
 
