@@ -16,7 +16,6 @@ from backend.errors import (
     InvalidInput,
     InvalidState,
     LedgerError,
-    NotFound,
     ProgrammeExpired,
     TransactionPending,
 )
@@ -49,11 +48,7 @@ def apply(ctx: Context, *, enterprise_id: int, programme_id: int, amount: int, p
 
 
 def get(ctx: Context, application_id: int) -> Application:
-    with ctx.read() as s:
-        row = s.get(Application, application_id)
-    if row is None:
-        raise NotFound("application", application_id)
-    return row
+    return ctx.fetch(Application, application_id, "application")
 
 
 def list_for(

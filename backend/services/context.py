@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from backend.chain.deploy import DEPLOYMENT_FILE, Deployment, admin_account
 from backend.chain.ledger import ROLES, VoucherChain
@@ -20,13 +21,14 @@ from backend.chain.pipeline import TxPipeline
 from backend.chain.receipts import ReceiptWatcher
 from backend.chain.rpc import Rpc
 from backend.db import init_db, make_engines
-from backend.errors import NodeUnavailable
+from backend.errors import NodeUnavailable, NotFound
 from backend.keystore import EncryptedKeyStore
 from backend.models import ApiKey
 from backend.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 ADMIN_API_KEY_FILE = "admin-api-key"
+T = TypeVar("T", bound=SQLModel)
 
 
 @dataclass
@@ -43,6 +45,14 @@ class Context:
     def read(self) -> Session:
         """A session for reads only (on SQLite it never takes the write lock)."""
         return Session(self.reader or self.engine, expire_on_commit=False)
+
+    def fetch(self, model: type[T], ident: object, resource: str) -> T:
+        """The row with primary key `ident`, or NotFound naming `resource`."""
+        with self.read() as s:
+            row = s.get(model, ident)
+        if row is None:
+            raise NotFound(resource, ident)
+        return row
 
     def write(self) -> Session:
         """A session that writes: keep it short and never hold it across a call to the chain."""

@@ -9,7 +9,7 @@ from sqlmodel import col, select
 
 from backend.chain.ledger import ProgrammeState
 from backend.chain.pipeline import TxOutcome
-from backend.errors import InvalidInput, NotFound
+from backend.errors import InvalidInput
 from backend.models import Participant, Programme, ProgrammeProvider, unix_time
 from backend.services.context import Context
 from backend.services.participants import categories_mask
@@ -88,11 +88,7 @@ def record_created(ctx: Context, outcome: TxOutcome, *, name: str) -> int:
 
 
 def get_row(ctx: Context, programme_id: int) -> Programme:
-    with ctx.read() as s:
-        row = s.get(Programme, programme_id)
-    if row is None:
-        raise NotFound("programme", programme_id)
-    return row
+    return ctx.fetch(Programme, programme_id, "programme")
 
 
 def provider_ids(ctx: Context, programme_id: int) -> list[int]:

@@ -133,11 +133,7 @@ def claim(
 
 
 def get(ctx: Context, redemption_id: int) -> Redemption:
-    with ctx.read() as s:
-        row = s.get(Redemption, redemption_id)
-    if row is None:
-        raise NotFound("redemption", redemption_id)
-    return row
+    return ctx.fetch(Redemption, redemption_id, "redemption")
 
 
 def list_for(
