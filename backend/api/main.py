@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from backend.api.app import create_app
+from backend.audit.mirror import Indexer
 from backend.services.context import Context, build_context
 from backend.services.monitor import Monitor
 from backend.settings import get_settings
@@ -10,9 +11,9 @@ from backend.settings import get_settings
 
 def _make_context() -> Context:
     ctx = build_context(get_settings())
-    monitor = Monitor(ctx)
-    monitor.start()
-    ctx.extras["monitor"] = monitor
+    for name, worker in (("monitor", Monitor(ctx)), ("indexer", Indexer(ctx))):
+        worker.start()
+        ctx.extras[name] = worker
     return ctx
 
 

@@ -64,9 +64,10 @@ class Context:
         return self.chain.pipeline
 
     def close(self) -> None:
-        monitor = self.extras.get("monitor")
-        if monitor is not None:
-            monitor.stop()  # type: ignore[attr-defined]
+        for worker in self.extras.values():  # background threads (monitor, event mirror) stop first
+            stop = getattr(worker, "stop", None)
+            if stop is not None:
+                stop()
         self.watcher.stop()
         self.chain.rpc.close()
         self.engine.dispose()

@@ -17,7 +17,7 @@ import uvicorn
 
 from backend.api.app import create_app
 from backend.chain import devnet
-from backend.chain.deploy import Deployment
+from backend.chain.deploy import Deployment, ensure_deployed
 from backend.services.context import Context, build_context
 from backend.settings import Settings
 from tests.api.support import Api, Service
@@ -118,6 +118,21 @@ def service(
     devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("service"))
+    settings = Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=15.0)
+    yield from run_service(settings)
+
+
+@pytest.fixture(scope="module")
+def own_contract_service(
+    devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """A service on a contract deployed for this module alone: its chain history is exactly what the module
+    did, so mirror, reconciliation and reports can be compared with the chain as a whole."""
+    info = devnet.status(devnet_dir)
+    assert info is not None
+    data_dir = tmp_path_factory.mktemp("own-contract")
+    shutil.copy2(devnet_dir / "admin.key", data_dir / "admin.key")
+    ensure_deployed(data_dir, info.rpc_url)
     settings = Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=15.0)
     yield from run_service(settings)
 

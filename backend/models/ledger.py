@@ -1,4 +1,6 @@
-"""Database tables. Amounts are integers in fen (BigInteger: budgets pass 2^31 fen); times are UTC."""
+"""The ledger's own tables: participants, keys, programmes, applications, redemptions, transactions.
+
+Amounts are integers in fen (BigInteger: budgets pass 2^31 fen); times are UTC."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ def unix_time(dt: datetime) -> int:
     return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
 
 
-def _big(**kw: object) -> object:
+def big_int(**kw: object) -> object:
     return Field(sa_type=BigInteger, **kw)  # type: ignore[call-overload]
 
 
@@ -33,7 +35,7 @@ class Participant(SQLModel, table=True):
     address: str = Field(unique=True, index=True)
     frozen: bool = False
     first_redemption_at: datetime | None = None
-    next_consent_nonce: int = _big(default=0)  # type: ignore[assignment]
+    next_consent_nonce: int = big_int(default=0)  # type: ignore[assignment]
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -63,8 +65,8 @@ class Programme(SQLModel, table=True):
     id: int = Field(primary_key=True)  # the token id on chain
     name: str
     ratio_bps: int
-    budget: int = _big()  # type: ignore[assignment]
-    cap_per_enterprise: int = _big()  # type: ignore[assignment]
+    budget: int = big_int()  # type: ignore[assignment]
+    cap_per_enterprise: int = big_int()  # type: ignore[assignment]
     valid_from: datetime
     valid_until: datetime
     categories: int
@@ -81,10 +83,10 @@ class Application(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     enterprise_id: int = Field(foreign_key="participant.id", index=True)
     programme_id: int = Field(foreign_key="programme.id", index=True)
-    amount: int = _big()  # type: ignore[assignment]
+    amount: int = big_int()  # type: ignore[assignment]
     purpose: str
     status: str = "pending"  # pending | issuing | issued | rejected | failed
-    approved_amount: int | None = _big(default=None)  # type: ignore[assignment]
+    approved_amount: int | None = big_int(default=None)  # type: ignore[assignment]
     reason: str | None = None
     tx_hash: str | None = None
     block_number: int | None = None
@@ -99,13 +101,13 @@ class Redemption(SQLModel, table=True):
     programme_id: int = Field(foreign_key="programme.id", index=True)
     invoice_number: str
     invoice_hash: str = Field(index=True)
-    invoice_amount: int = _big()  # type: ignore[assignment]
+    invoice_amount: int = big_int()  # type: ignore[assignment]
     category: int
-    amount: int = _big()  # type: ignore[assignment]
+    amount: int = big_int()  # type: ignore[assignment]
     # pending -> submitting -> confirmed | failed ; pending -> refused
     status: str = Field(default="pending", index=True)
-    consent_nonce: int | None = _big(default=None)  # type: ignore[assignment]
-    deadline: int | None = _big(default=None)  # type: ignore[assignment]
+    consent_nonce: int | None = big_int(default=None)  # type: ignore[assignment]
+    deadline: int | None = big_int(default=None)  # type: ignore[assignment]
     tx_hash: str | None = None
     block_number: int | None = None
     error_code: str | None = None
@@ -121,7 +123,7 @@ class Adjustment(SQLModel, table=True):
     kind: str  # reclaim | revoke
     programme_id: int = Field(foreign_key="programme.id", index=True)
     enterprise_id: int = Field(foreign_key="participant.id", index=True)
-    amount: int = _big()  # type: ignore[assignment]
+    amount: int = big_int()  # type: ignore[assignment]
     reason_code: int | None = None
     tx_hash: str
     block_number: int
@@ -141,7 +143,7 @@ class ChainTx(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("signer", "nonce"),)
     id: int | None = Field(default=None, primary_key=True)
     signer: str = Field(index=True)
-    nonce: int = _big()  # type: ignore[assignment]
+    nonce: int = big_int()  # type: ignore[assignment]
     tx_hash: str = Field(unique=True)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     kind: str
@@ -156,7 +158,7 @@ class ChainTx(SQLModel, table=True):
 
 class SignerNonce(SQLModel, table=True):
     address: str = Field(primary_key=True)
-    next_nonce: int = _big()  # type: ignore[assignment]
+    next_nonce: int = big_int()  # type: ignore[assignment]
 
 
 class IdempotencyRecord(SQLModel, table=True):

@@ -1,0 +1,1 @@
+"""Supervision: the event mirror, independent verification, reconciliation and reports."""
