@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.idempotency import error_json
-from backend.api.routes import applications, participants, programmes, redemptions, supervision
+from backend.api.routes import applications, audit, participants, programmes, redemptions, supervision
 from backend.api.schemas import ErrorResponse
 from backend.errors import LedgerError
 from backend.services.context import Context
@@ -100,7 +100,7 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
             503: {"model": ErrorResponse},
         },
     )
-    for module in (participants, programmes, applications, redemptions, supervision):
+    for module in (participants, programmes, applications, redemptions, supervision, audit):
         app.include_router(module.router)
 
     @app.get("/v1/health", tags=["health"])

@@ -139,6 +139,19 @@ class VoucherChain:
             out.append(values[0] if len(values) == 1 else values)
         return out, int(block["timestamp"], 16)
 
+    def read_at(self, block: int, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Many reads at one block (a consistent snapshot), in batches of 20: larger ones have hung anvil."""
+        out: list[Any] = []
+        for i in range(0, len(calls), 20):
+            chunk = calls[i : i + 20]
+            raws = self.rpc.batch(
+                [("eth_call", [{"to": self.address, "data": self.encode(fn, *args)}, hex(block)]) for fn, args in chunk]
+            )
+            for (fn, _), raw in zip(chunk, raws, strict=True):
+                values = abi_decode(self._outputs[fn], bytes.fromhex(str(raw)[2:]))
+                out.append(values[0] if len(values) == 1 else values)
+        return out
+
     def send(self, sender: str, fn: str, *args: Any, kind: str, ref: str = "", wait_s: float | None = None,
              gas: int | None = None) -> TxOutcome:  # fmt: skip
         """Sends through the pipeline. A known `gas` skips the dry run: a refusal is then mined and decoded."""

@@ -122,19 +122,23 @@ def service(
     yield from run_service(settings)
 
 
+def own_contract_dir(devnet_dir: Path, target: Path) -> Path:
+    """A service folder on the session devnet with a contract deployed for it alone: its chain history is
+    exactly what its tests did, so mirror, reconciliation and reports can be compared with the whole chain."""
+    info = devnet.status(devnet_dir)
+    assert info is not None
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(devnet_dir / "admin.key", target / "admin.key")
+    ensure_deployed(target, info.rpc_url)
+    return target
+
+
 @pytest.fixture(scope="module")
 def own_contract_service(
     devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    """A service on a contract deployed for this module alone: its chain history is exactly what the module
-    did, so mirror, reconciliation and reports can be compared with the chain as a whole."""
-    info = devnet.status(devnet_dir)
-    assert info is not None
-    data_dir = tmp_path_factory.mktemp("own-contract")
-    shutil.copy2(devnet_dir / "admin.key", data_dir / "admin.key")
-    ensure_deployed(data_dir, info.rpc_url)
-    settings = Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=15.0)
-    yield from run_service(settings)
+    data_dir = own_contract_dir(devnet_dir, tmp_path_factory.mktemp("own-contract"))
+    yield from run_service(Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=15.0))
 
 
 @pytest.fixture(scope="module")

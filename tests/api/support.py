@@ -127,6 +127,30 @@ class Api:
         )
         return self.ok(self.issuer().post(f"/v1/applications/{app['id']}/approve", {}))  # type: ignore[no-any-return]
 
+    def redeem(
+        self,
+        provider: dict[str, Any],
+        enterprise: dict[str, Any],
+        programme_id: int,
+        invoice_amount: int,
+        *,
+        category: str = "intelligent",
+        confirm: bool = True,
+    ) -> dict[str, Any]:
+        """The provider claims against a fresh invoice; the enterprise confirms (the burn) or refuses."""
+        body = {
+            "enterprise_id": enterprise["id"],
+            "programme_id": programme_id,
+            "invoice_number": invoice_number(),
+            "invoice_amount": invoice_amount,
+            "category": category,
+        }
+        claim = self.ok(self.as_(self.key_for("provider", provider["id"])).post("/v1/redemptions", body), 201)
+        mine = self.as_(self.key_for("enterprise", enterprise["id"]))
+        if confirm:
+            return self.ok(mine.post(f"/v1/redemptions/{claim['id']}/confirm"))  # type: ignore[no-any-return]
+        return self.ok(mine.post(f"/v1/redemptions/{claim['id']}/refuse", {"reason": "not ours"}))  # type: ignore[no-any-return]
+
 
 def invoice_number() -> str:
     return f"FP{os.urandom(8).hex().upper()}"

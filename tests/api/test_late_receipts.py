@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from backend.audit.reconcile import reconcile
 from backend.chain.deploy import Deployment
-from backend.services.balances import differences
 from backend.services.monitor import sweep
 from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
+from tests.api.conftest import own_contract_dir, run_service
 from tests.api.support import Api, Service, invoice_number
 
 
@@ -22,7 +22,7 @@ from tests.api.support import Api, Service, invoice_number
 def service(
     devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("late"))
+    data_dir = own_contract_dir(devnet_dir, tmp_path_factory.mktemp("late"))
     yield from run_service(Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=0.3))
 
 
@@ -140,5 +140,5 @@ def test_late_programme_registration_issuance_and_redemption_complete(api: Api) 
             )
         )
     _settle(api)
-    assert differences(api.service.ctx) == []
+    assert reconcile(api.service.ctx).differences == []
     assert api.service.ctx.chain.balance(enterprise["address"], programme["id"]) == 40_000_00 - 3_000_00 - 1_000_00

@@ -1,0 +1,152 @@
+"""Reconciliation: the service's records and the event mirror, each compared with the chain's own state at one
+block. Every holder x programme balance, every programme's totals and terms, every redemption the chain
+burnt or the service says it did; each disagreement is listed with all three values."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import col, select
+
+from backend.audit import mirror
+from backend.audit.trail import MOVES, args_of, holdings_by_account
+from backend.models import Adjustment, Application, ChainEvent, Participant, Programme, Redemption, unix_time
+from backend.services.context import Context
+
+TOTALS = ("issued", "redeemed", "reclaimed", "revoked")
+IN_FLIGHT = ("submitting",)  # sent, outcome not yet recorded: the monitor completes these
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # balance | programme | redemption
+    subject: dict[str, Any]
+    service: Any
+    mirror: Any
+    chain: Any
+
+
+@dataclass
+class Reconciliation:
+    block: int
+    checked: dict[str, int] = field(default_factory=dict)
+    differences: list[Difference] = field(default_factory=list)
+
+
+def recorded_balances(ctx: Context) -> dict[tuple[int, int], int]:
+    """(enterprise id, programme id) -> issued - confirmed redemptions - reclaimed - revoked, from the database."""
+    totals: dict[tuple[int, int], int] = defaultdict(int)
+    with ctx.read() as s:
+        for a in s.exec(select(Application).where(Application.status == "issued")).all():
+            totals[(a.enterprise_id, a.programme_id)] += a.approved_amount or 0
+        for r in s.exec(select(Redemption).where(Redemption.status == "confirmed")).all():
+            totals[(r.enterprise_id, r.programme_id)] -= r.amount
+        for adj in s.exec(select(Adjustment)).all():
+            totals[(adj.enterprise_id, adj.programme_id)] -= adj.amount
+    return dict(totals)
+
+
+def reconcile(ctx: Context) -> Reconciliation:
+    block = mirror.sync(ctx)
+    with ctx.read() as s:
+        people = list(s.exec(select(Participant)).all())
+        programmes = {p.id: p for p in s.exec(select(Programme)).all()}
+        events = list(s.exec(select(ChainEvent).where(col(ChainEvent.block_number) <= block)).all())
+        redemptions = list(s.exec(select(Redemption).order_by(col(Redemption.id))).all())
+    out = Reconciliation(block=block)
+    _balances(ctx, out, people, events)
+    _programmes(ctx, out, programmes, events)
+    _redemptions(ctx, out, redemptions, events)
+    return out
+
+
+def _balances(ctx: Context, out: Reconciliation, people: list[Participant], events: list[ChainEvent]) -> None:
+    by_address = {p.address: p for p in people}
+    by_id = {p.id: p.address for p in people}
+    recorded = {(by_id[e], p): v for (e, p), v in recorded_balances(ctx).items()}
+    mirrored = {k: h.balance for k, h in holdings_by_account(events).items()}
+    keys = sorted(set(recorded) | set(mirrored))
+    onchain = ctx.chain.read_at(out.block, [("balanceOf", key) for key in keys])
+    for (address, programme_id), chain in zip(keys, onchain, strict=True):
+        known = by_address.get(address)
+        service = recorded.get((address, programme_id), 0 if known else None)
+        mirror_value = mirrored.get((address, programme_id), 0)
+        if not service == mirror_value == chain:
+            subject = {"address": address, "enterprise_id": known.id if known else None, "programme_id": programme_id}
+            out.differences.append(Difference("balance", subject, service, mirror_value, int(chain)))
+    out.checked["balances"] = len(keys)
+
+
+def _programmes(ctx: Context, out: Reconciliation, rows: dict[int, Programme], events: list[ChainEvent]) -> None:
+    mirrored: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TOTALS, 0))
+    created: dict[int, dict[str, Any]] = {}
+    for e in events:
+        if e.name in MOVES and e.programme_id is not None:
+            mirrored[e.programme_id][MOVES[e.name]] += int(args_of(e)["amount"])
+        elif e.name == "ProgrammeCreated" and e.programme_id is not None:
+            created[e.programme_id] = args_of(e)
+    recorded = _recorded_totals(ctx)
+    ids = sorted(set(rows) | set(created))
+    states = ctx.chain.read_at(out.block, [("programme", (i,)) for i in ids])
+    for programme_id, state in zip(ids, states, strict=True):
+        chain = dict(zip(("budget", "cap_per_enterprise", *TOTALS, "ratio_bps", "valid_from", "valid_until",
+                          "categories"), state, strict=True))  # fmt: skip
+        row = rows.get(programme_id)
+        terms = created.get(programme_id, {})
+        service: dict[str, Any] = {**recorded.get(programme_id, dict.fromkeys(TOTALS, 0))}
+        if row is not None:
+            service |= {"budget": row.budget, "cap_per_enterprise": row.cap_per_enterprise, "ratio_bps": row.ratio_bps,
+                        "valid_from": unix_time(row.valid_from), "valid_until": unix_time(row.valid_until),
+                        "categories": row.categories}  # fmt: skip
+        mirror_view: dict[str, Any] = {**mirrored[programme_id]}
+        mirror_view |= {"budget": terms.get("budget"), "cap_per_enterprise": terms.get("capPerEnterprise"),
+                        "ratio_bps": terms.get("ratioBps"), "valid_from": terms.get("validFrom"),
+                        "valid_until": terms.get("validUntil"), "categories": terms.get("categories")}  # fmt: skip
+        for name, chain_value in chain.items():
+            s_value = service.get(name) if row is not None or name in TOTALS else None
+            m_value = mirror_view.get(name)
+            m_value = int(m_value) if m_value is not None else None
+            if not s_value == m_value == int(chain_value):
+                subject = {"programme_id": programme_id, "field": name}
+                out.differences.append(Difference("programme", subject, s_value, m_value, int(chain_value)))
+    out.checked["programmes"] = len(ids)
+
+
+def _recorded_totals(ctx: Context) -> dict[int, dict[str, int]]:
+    totals: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TOTALS, 0))
+    with ctx.read() as s:
+        for a in s.exec(select(Application).where(Application.status == "issued")).all():
+            totals[a.programme_id]["issued"] += a.approved_amount or 0
+        for r in s.exec(select(Redemption).where(Redemption.status == "confirmed")).all():
+            totals[r.programme_id]["redeemed"] += r.amount
+        for adj in s.exec(select(Adjustment)).all():
+            totals[adj.programme_id]["reclaimed" if adj.kind == "reclaim" else "revoked"] += adj.amount
+    return totals
+
+
+def _redemptions(ctx: Context, out: Reconciliation, rows: list[Redemption], events: list[ChainEvent]) -> None:
+    burnt = {args_of(e)["invoiceHash"]: e for e in events if e.name == "VoucherRedeemed"}
+    confirmed = {r.invoice_hash: r for r in rows if r.status == "confirmed"}
+    latest = {r.invoice_hash: r for r in rows}  # ordered by id: the newest claim per invoice wins
+    hashes = sorted(set(burnt) | set(confirmed))
+    used = ctx.chain.read_at(out.block, [("isInvoiceRedeemed", (bytes.fromhex(h[2:]),)) for h in hashes])
+    for invoice_hash, chain_used in zip(hashes, used, strict=True):
+        record, event = confirmed.get(invoice_hash), burnt.get(invoice_hash)
+        claim = record or latest.get(invoice_hash)
+        if claim is not None and claim.status in IN_FLIGHT:
+            continue
+        agree = (
+            record is not None
+            and event is not None
+            and bool(chain_used)
+            and record.tx_hash == event.tx_hash
+            and record.amount == int(args_of(event)["amount"])
+        )
+        if not agree:
+            subject = {"invoice_hash": invoice_hash, "redemption_id": claim.id if claim else None}
+            service = {"status": claim.status, "tx_hash": claim.tx_hash, "amount": claim.amount} if claim else None
+            seen = {"tx_hash": event.tx_hash, "amount": int(args_of(event)["amount"])} if event else None
+            out.differences.append(Difference("redemption", subject, service, seen, {"redeemed": bool(chain_used)}))
+    out.checked["redemptions"] = len(hashes)
