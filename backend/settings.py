@@ -6,6 +6,7 @@ It refuses insecure or inconsistent configuration at start, with a message that 
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
     # How long a request waits for its transaction's receipt before answering 202 and tracking it.
     receipt_wait_s: float = 15.0
+    # A request holding an Idempotency-Key this long without finishing is taken to have died with its
+    # process (a crash, a kill): a retry with the same key takes over and finishes it. Above receipt_wait_s.
+    idempotency_lease_s: float = Field(default=60.0, gt=0)
     # Consents expire this long after the enterprise confirms.
     consent_ttl_s: int = 3600
     # Requests per minute per API key on the claim and application endpoints; 0 disables the limit.
@@ -41,6 +45,9 @@ class Settings(BaseSettings):
     # The devnet is started by `voucher serve` when this is true and no RPC URL is set.
     rpc_url: str | None = None
     start_devnet: bool = True
+    # Competition report: flag a market whose HHI (0-10,000) or top-3 share (a fraction) is above these.
+    hhi_threshold: int = Field(default=2500, gt=0, le=10_000)
+    top3_share_threshold: Decimal = Field(default=Decimal("0.8"), gt=0, le=1)
 
     @field_validator("master_key")
     @classmethod

@@ -6,19 +6,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from backend.api.deps import CtxDep, CurrentActor
 from backend.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidInput, LedgerError, TransactionPending
-from backend.models import IdempotencyRecord
+from backend.faults import crash_point
+from backend.models import IdempotencyRecord, unix_time, utcnow
+from backend.services import resume
+
+log = logging.getLogger(__name__)
 
 WAIT_FOR_FIRST_S = 30.0
 
@@ -33,6 +40,7 @@ class Accepted:
 class Idempotency:
     def __init__(self, ctx: Any, actor_key: str, key: str | None, request_hash: str) -> None:
         self._ctx, self._actor_key, self._key, self._hash = ctx, actor_key, key, request_hash
+        self._abandoned_at: datetime | None = None  # set when this request takes over a dead attempt
 
     def run(self, fn: Callable[[], Any], *, status_code: int = 200) -> JSONResponse:
         """Runs `fn` once per key; its result (or its refusal) is stored and replayed for repeats."""
@@ -45,7 +53,9 @@ class Idempotency:
         if replay is not None:
             return replay
         try:
-            result = fn()
+            with resume.taking_over(self._abandoned_at):
+                result = fn()
+            crash_point("idempotency.before_done")
         except TransactionPending as exc:
             self._finish(exc.status, error_json(exc))
             raise
@@ -87,9 +97,33 @@ class Idempotency:
                 return JSONResponse(
                     json.loads(rec.response), status_code=rec.status_code, headers={"Idempotent-Replayed": "true"}
                 )
+            if self._take_over(rec):
+                return None
             if time.monotonic() > deadline:
                 raise IdempotencyInProgress("a request with this Idempotency-Key is still running; retry later")
             time.sleep(0.05)
+
+    def _take_over(self, rec: IdempotencyRecord) -> bool:
+        """An attempt older than the lease died with its process: claim it (one taker wins) and run again."""
+        lease = self._ctx.settings.idempotency_lease_s
+        if unix_time(utcnow()) - unix_time(rec.created_at) <= lease:
+            return False
+        with Session(self._ctx.engine) as s:
+            taken = s.exec(
+                update(IdempotencyRecord)
+                .where(
+                    col(IdempotencyRecord.key) == rec.key,
+                    col(IdempotencyRecord.api_key_id) == rec.api_key_id,
+                    col(IdempotencyRecord.state) == "in_progress",
+                    col(IdempotencyRecord.created_at) == rec.created_at,
+                )
+                .values(created_at=utcnow())
+            ).rowcount
+            s.commit()
+        if taken == 1:
+            log.warning("taking over an abandoned request with the same Idempotency-Key")
+            self._abandoned_at = rec.created_at
+        return bool(taken == 1)
 
     def _finish(self, status_code: int, body: Any) -> None:
         with Session(self._ctx.engine) as s:

@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 from backend.chain.rpc import Rpc, RpcError
 from backend.db import session_scope
 from backend.errors import ChainError, LedgerError, NodeUnavailable, TransactionPending
+from backend.faults import crash_point
 from backend.keystore import Signer
 from backend.models import ChainTx, SignerNonce, utcnow
 
@@ -46,6 +47,7 @@ class StoredTx:
     sender: str
     to: str
     data: str
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class TxPipeline:
         self.prepare(sender)
         with session_scope(self._engine) as s:
             stored = self.store(s, sender, to, data, gas=gas, kind=kind, ref=ref)
+        crash_point(f"pipeline.stored:{kind}")
         receipt = self.send_and_wait(stored, wait_s)
         result = self.outcome(stored, receipt)
         with session_scope(self._engine) as s:
@@ -126,13 +129,15 @@ class TxPipeline:
         s.connection().execute(
             insert(ChainTx).values(signer=sender, nonce=nonce, tx_hash=tx_hash, raw=raw, kind=kind, ref=ref)
         )
-        return StoredTx(tx_hash=tx_hash, raw=raw, sender=sender, to=to, data=data)
+        return StoredTx(tx_hash=tx_hash, raw=raw, sender=sender, to=to, data=data, kind=kind)
 
     def send_and_wait(self, stored: StoredTx, wait_s: float | None = None) -> dict[str, Any]:
         """Broadcasts a stored transaction and waits for its receipt; raises TransactionPending on time-out."""
         self._watcher.expect(stored.tx_hash)
         self.broadcast(stored.raw, stored.tx_hash)
+        crash_point(f"pipeline.broadcast:{stored.kind}")
         receipt: dict[str, Any] | None = self._watcher.wait(stored.tx_hash, self._wait_s if wait_s is None else wait_s)
+        crash_point(f"pipeline.receipt:{stored.kind}")
         if receipt is None:
             raise TransactionPending(
                 f"transaction {stored.tx_hash} was sent but is not yet in a block; it is tracked and will be resolved",
@@ -246,12 +251,39 @@ class TxPipeline:
             if self.rpc.call("eth_getTransactionByHash", [tx.tx_hash]) is None:
                 self.broadcast(tx.raw, tx.tx_hash)  # the node lost it (dropped, or restarted): send it again
             return None
-        to, data = decode_raw(tx.raw)
-        stored = StoredTx(tx_hash=tx.tx_hash, raw=tx.raw, sender=tx.signer, to=to, data=data)
+        stored = _stored(tx)
         result = self.outcome(stored, receipt)
         with session_scope(self._engine) as s:
             self.record(s, stored, result)
         return result
+
+    def settle(self, tx_hash: str, wait_s: float | None = None) -> TxOutcome | LedgerError:
+        """The outcome of a stored transaction (re-sent first if the node lost it), for a request that takes
+        over from one that died after storing it; TransactionPending if it is not mined in time."""
+        with Session(self._engine) as s:
+            tx = s.exec(select(ChainTx).where(ChainTx.tx_hash == tx_hash)).one()
+        result = self.resolve(tx)
+        if result is not None:
+            return result
+        stored = _stored(tx)
+        receipt = self._watcher.wait(tx_hash, self._wait_s if wait_s is None else wait_s)
+        if receipt is None:
+            raise TransactionPending(f"transaction {tx_hash} is not yet in a block; it is tracked", tx_hash=tx_hash)
+        result = self.outcome(stored, receipt)
+        with session_scope(self._engine) as s:
+            self.record(s, stored, result)
+        return result
+
+    def latest(self, kind: str, ref: str) -> ChainTx | None:
+        """The newest stored transaction of `kind` for `ref` (what a resumed request looks for)."""
+        with Session(self._engine) as s:
+            q = select(ChainTx).where(ChainTx.kind == kind, ChainTx.ref == ref).order_by(col(ChainTx.id).desc())
+            return s.exec(q).first()
+
+
+def _stored(tx: ChainTx) -> StoredTx:
+    to, data = decode_raw(tx.raw)
+    return StoredTx(tx_hash=tx.tx_hash, raw=tx.raw, sender=tx.signer, to=to, data=data, kind=tx.kind)
 
 
 def decode_raw(raw: bytes) -> tuple[str, str]:

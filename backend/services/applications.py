@@ -19,9 +19,10 @@ from backend.errors import (
     ProgrammeExpired,
     TransactionPending,
 )
+from backend.faults import crash_point
 from backend.models import Application, Participant, unix_time, utcnow
 from backend.money import yuan
-from backend.services import participants, programmes
+from backend.services import participants, programmes, resume
 from backend.services.context import Context
 
 
@@ -40,11 +41,32 @@ def apply(ctx: Context, *, enterprise_id: int, programme_id: int, amount: int, p
         raise InvalidInput(
             f"amount must be between 1 fen and the cap {yuan(programme.cap_per_enterprise)}", field="amount"
         )
+    if (earlier := _resumed_application(ctx, enterprise_id, programme_id, amount, purpose)) is not None:
+        return earlier
     row = Application(enterprise_id=enterprise_id, programme_id=programme_id, amount=amount, purpose=purpose)
     with ctx.write() as s:
         s.add(row)
         s.commit()
+    crash_point("apply.stored")
     return row
+
+
+def _resumed_application(
+    ctx: Context, enterprise_id: int, programme_id: int, amount: int, purpose: str
+) -> Application | None:
+    """The application a dead attempt of this very request stored, when this request takes over from it."""
+    since = resume.resumed_since()
+    if since is None:
+        return None
+    with ctx.read() as s:
+        q = select(Application).where(
+            Application.enterprise_id == enterprise_id,
+            Application.programme_id == programme_id,
+            Application.amount == amount,
+            Application.purpose == purpose,
+        )
+        rows = s.exec(q.order_by(col(Application.id).desc())).all()
+    return next((r for r in rows if unix_time(r.created_at) >= unix_time(since)), None)
 
 
 def get(ctx: Context, application_id: int) -> Application:
@@ -78,6 +100,8 @@ def approve(ctx: Context, *, application_id: int, amount: int | None = None) -> 
 
 def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[Application]:
     """Approves applications of one programme in one all-or-nothing issuance transaction."""
+    if resume.resumed_since() is not None and (done := _resume_issue(ctx, list(approvals))) is not None:
+        return done
     apps = [get(ctx, i) for i in approvals]
     if len({a.programme_id for a in apps}) != 1:
         raise InvalidInput("a batch approval covers applications of one programme", field="application_ids")
@@ -96,6 +120,7 @@ def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[App
     _precheck(ctx, pid, apps, amounts)
     _claim(ctx, list(amounts), to="issuing")
     _set(ctx, list(amounts), status="issuing", amounts=amounts)  # recorded before sending: the monitor may finish
+    crash_point("approve.issuing")
     with ctx.read() as s:
         addresses = {a.id: s.get(Participant, a.enterprise_id).address for a in apps}  # type: ignore[union-attr]
     ids = list(amounts)
@@ -116,6 +141,27 @@ def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[App
         mark_pending(ctx, ids)
         raise
     _set(ctx, ids, status="issued", tx_hash=outcome.tx_hash, block_number=outcome.block_number, amounts=amounts)
+    crash_point("approve.recorded")
+    return [get(ctx, i) for i in ids]
+
+
+def _resume_issue(ctx: Context, ids: list[int]) -> list[Application] | None:
+    """A dead attempt of this approval got part-way: finish its stored transaction, or undo its claim on the
+    applications if it never stored one; None when the approval should simply run again."""
+    apps = [get(ctx, i) for i in ids]
+    if all(a.status == "pending" for a in apps):
+        return None
+    if all(a.status == "issued" for a in apps):
+        return apps
+    tx = ctx.pipeline.latest("issue", ",".join(map(str, ids)))
+    if tx is None:  # it died before signing: as if never approved
+        mark_pending(ctx, ids)
+        return None
+    result = ctx.pipeline.settle(tx.tx_hash)  # TransactionPending: the monitor finishes it
+    if isinstance(result, LedgerError):
+        mark_pending(ctx, ids)
+        raise result
+    mark_issued(ctx, ids, tx_hash=result.tx_hash, block_number=result.block_number)
     return [get(ctx, i) for i in ids]
 
 

@@ -27,9 +27,11 @@ from backend.errors import (
     ProviderNotInProgramme,
     RelatedParty,
 )
+from backend.faults import crash_point
 from backend.models import InvoiceClaim, Participant, Programme, ProgrammeProvider, Redemption, unix_time, utcnow
 from backend.models import RelatedParty as RelatedPartyRow
 from backend.money import yuan
+from backend.services import resume
 from backend.services.context import Context
 from backend.services.participants import CATEGORIES
 
@@ -128,8 +130,25 @@ def claim(
             conn.execute(insert(InvoiceClaim).values(invoice_hash=digest, redemption_id=row.id))
             s.commit()
         except IntegrityError:
+            s.rollback()
+            if (mine := _resumed_claim(ctx, digest, provider_id)) is not None:
+                return mine
             raise InvoiceAlreadyRedeemed(f"invoice {invoice_number} already has a claim") from None
+    crash_point("claim.stored")
     return Redemption.model_validate(row._asdict())
+
+
+def _resumed_claim(ctx: Context, digest: str, provider_id: int) -> Redemption | None:
+    """The claim a dead attempt of this very request stored, when this request takes over from it."""
+    since = resume.resumed_since()
+    if since is None:
+        return None
+    with ctx.read() as s:
+        held = s.get(InvoiceClaim, digest)
+        row = s.get(Redemption, held.redemption_id) if held is not None else None
+    if row is None or row.provider_id != provider_id or unix_time(row.created_at) < unix_time(since):
+        return None
+    return row
 
 
 def get(ctx: Context, redemption_id: int) -> Redemption:
@@ -192,6 +211,8 @@ def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
         )
     if found is None:
         raise NotFound("redemption", redemption_id)
+    if resume.resumed_since() is not None and (current := get(ctx, redemption_id)).status != "pending":
+        return _resume_confirm(ctx, current)
     enterprise, provider = str(found[0]), str(found[1])
     ctx.keys.load(enterprise)
     ctx.pipeline.prepare(provider)
@@ -227,6 +248,7 @@ def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
         )
         digest = consent_digest(consent, provider, chain_id=ctx.chain.chain_id, contract=ctx.chain.address)
         data = ctx.chain.encode("redeem", consent.as_struct(), ctx.keys.sign_hash(enterprise, digest))
+        crash_point("confirm.signed")
         stored = ctx.pipeline.store(
             s, provider, ctx.chain.address, data, gas=REDEEM_GAS, kind="redeem", ref=str(redemption_id)
         )
@@ -236,15 +258,29 @@ def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
             .values(consent_nonce=nonce, tx_hash=stored.tx_hash)
         )
         s.commit()
+    crash_point("pipeline.stored:redeem")
     receipt = ctx.pipeline.send_and_wait(stored)  # TransactionPending: the monitor finishes it
     result = ctx.pipeline.outcome(stored, receipt)
     with ctx.write() as s:
         ctx.pipeline.record(s, stored, result)
         done = _finish(s, redemption_id, result)
         s.commit()
+    crash_point("confirm.recorded")
     if isinstance(result, LedgerError):
         raise result
     return done
+
+
+def _resume_confirm(ctx: Context, current: Redemption) -> Redemption:
+    """A dead attempt already moved the claim on: finish its stored transaction, never send another."""
+    assert current.id is not None
+    if current.status == "submitting" and current.tx_hash:
+        result = ctx.pipeline.settle(current.tx_hash)  # TransactionPending: the monitor finishes it
+        done = finish(ctx, redemption_id=current.id, result=result)
+        if isinstance(result, LedgerError):
+            raise result
+        return done
+    return current
 
 
 def finish(ctx: Context, *, redemption_id: int, result: TxOutcome | LedgerError) -> Redemption:

@@ -1,0 +1,67 @@
+"""The service as its own process (uvicorn on `backend.api.main:app`, monitor and event mirror running), so a
+test can kill it with SIGKILL at a named crash point and start it again on the same data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from backend.chain import devnet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ServiceProcess:
+    def __init__(self, data_dir: Path, database_url: str, **env: str) -> None:
+        self.data_dir, self.database_url, self.env = data_dir, database_url, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = devnet.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, crash_at: str | None = None) -> ServiceProcess:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        env = {**os.environ, **self.env, "VOUCHER_DATA_DIR": str(self.data_dir), "DATABASE_URL": self.database_url}
+        env.pop("VOUCHER_CRASH_AT", None)
+        if crash_at is not None:
+            env["VOUCHER_CRASH_AT"] = crash_at
+        log = open(self.data_dir / "service.log", "ab")  # noqa: SIM115  (the child holds it)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "backend.api.main:app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the service exited with {self.proc.returncode}; see {self.data_dir}/service.log")
+            try:
+                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the service did not start within 60 s")
+
+    def killed(self, timeout: float = 30) -> bool:
+        """True once the process has died of SIGKILL (its crash point)."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout) == -signal.SIGKILL
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
