@@ -229,13 +229,16 @@ contract ComputeVoucher is IComputeVoucher, ERC1155, AccessControl, Pausable, EI
             // The target is a fresh key: its own issuance would add to the cap it inherits.
             if (_issuedTo[id][to] != 0 || balanceOf(to, id) != 0) revert MigrationTargetInvalid(from, to);
             // The cap follows the enterprise to its new key, so a rotation never frees cap room.
-            _issuedTo[id][to] = _issuedTo[id][from];
+            uint256 issued = _issuedTo[id][from];
+            _issuedTo[id][to] = issued;
             _issuedTo[id][from] = 0;
             uint256 amount = balanceOf(from, id);
-            if (amount == 0) continue;
-            _burn(from, id, amount);
-            _mint(to, id, amount, "");
-            emit VoucherMigrated(id, from, to, amount);
+            if (amount != 0) {
+                _burn(from, id, amount);
+                _mint(to, id, amount, "");
+            }
+            // Also when nothing is held: the issued total moved, and the logs must say so.
+            if (amount != 0 || issued != 0) emit VoucherMigrated(id, from, to, amount);
         }
     }
 

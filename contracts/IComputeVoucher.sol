@@ -108,7 +108,8 @@ interface IComputeVoucher {
         uint256 indexed programmeId, address indexed holder, uint256 amount, uint32 reasonCode, address indexed by
     );
 
-    /// @notice `amount` fen were moved by the admin from a retired managed account to its replacement.
+    /// @notice `amount` fen (possibly 0) and the cap used so far moved from a retired managed account to its
+    /// replacement, by the admin.
     event VoucherMigrated(uint256 indexed programmeId, address indexed from, address indexed to, uint256 amount);
 
     /// @notice `digest` (a settlement batch or audit report hash) was recorded by `by`.

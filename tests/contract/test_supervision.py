@@ -186,3 +186,17 @@ def test_migrate_holder_with_nothing_held_still_needs_an_active_enterprise_targe
     fn = ledger.contract.functions.migrateHolder(empty.address, stranger.address, [scene.pid])
     with ledger.reverts("ParticipantKindMismatch", account=stranger.address, expected=ENTERPRISE, actual=0):
         ledger.send(fn, ledger.admin)
+
+
+def test_migrate_holder_logs_the_cap_moving_even_when_nothing_is_held(ledger: Ledger, scene: Scene) -> None:
+    ledger.send(ledger.contract.functions.revoke(scene.pid, scene.a.address, 3_000, 9), ledger.supervisor)
+    never = ledger.create_programme([scene.provider.address], budget=10_000, capPerEnterprise=5_000)
+    new_key = ledger.new_participant(ENTERPRISE)
+    fn = ledger.contract.functions.migrateHolder(scene.a.address, new_key.address, [scene.pid, never])
+    receipt = ledger.send(fn, ledger.admin)
+    # the revoked vouchers are gone but their cap use is not: it moves, and the logs say so; `never` moves nothing
+    assert ledger.events(receipt, "VoucherMigrated") == [
+        {"programmeId": scene.pid, "from": scene.a.address, "to": new_key.address, "amount": 0}
+    ]
+    assert ledger.contract.functions.issuedTo(scene.pid, new_key.address).call() == 3_000
+    assert ledger.contract.functions.issuedTo(scene.pid, scene.a.address).call() == 0
