@@ -1,0 +1,1 @@
+"""Tests of the independent audit: `voucher audit verify`."""
