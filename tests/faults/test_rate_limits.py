@@ -1,0 +1,114 @@
+"""Rate limits on the application and redemption-claim endpoints: per API key, set by
+`VOUCHER_RATE_LIMIT_PER_MINUTE`. Past the limit: 429 `rate_limited` with `Retry-After`, nothing written, nothing sent;
+another key is not affected. (The counts are per process: see `backend/api/ratelimit.py`.)"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session, SQLModel, func, select
+
+from backend.chain.deploy import Deployment
+from backend.settings import Settings
+from tests.api.conftest import run_service, service_data_dir
+from tests.api.support import Api, invoice_number
+
+LIMIT = 3
+
+
+@dataclass
+class World:
+    api: Api
+    enterprise: dict[str, Any]
+    programme: int
+    as_enterprise: Api
+    as_enterprise_2: Api  # a second key of the same enterprise
+    as_provider: Api
+    as_provider_2: Api  # another provider, in the same programme
+
+    def rows(self) -> dict[str, int]:
+        with Session(self.api.service.ctx.engine) as s:
+            return {
+                t.name: int(s.exec(select(func.count()).select_from(t)).one()) for t in SQLModel.metadata.sorted_tables
+            }
+
+
+@pytest.fixture(scope="module")
+def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("limited"))
+    with pytest.MonkeyPatch.context() as env:  # configured the way an operator does it
+        env.setenv("VOUCHER_RATE_LIMIT_PER_MINUTE", str(LIMIT))
+        settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}")
+    assert settings.rate_limit_per_minute == LIMIT
+    for service in run_service(settings):
+        with Api(service) as api:
+            enterprise, p, q = api.enterprise(), api.provider(), api.provider()
+            programme = api.programme([p["id"], q["id"]])["id"]
+            api.fund(enterprise, programme, 100_000_00)
+            as_enterprise, as_enterprise_2 = (api.as_(api.key_for("enterprise", enterprise["id"])) for _ in range(2))
+            as_p, as_q = (api.as_(api.key_for("provider", x["id"])) for x in (p, q))
+            yield World(api, enterprise, programme, as_enterprise, as_enterprise_2, as_p, as_q)
+
+
+@pytest.fixture
+def fresh_window() -> None:
+    """The limiter counts in fixed one-minute windows: start the test early in one, so it does not straddle two."""
+    left = 60 - time.time() % 60
+    if left < 10:
+        time.sleep(left + 0.1)
+
+
+def _apply(w: World) -> dict[str, Any]:
+    return {"programme_id": w.programme, "amount": 1_00, "purpose": "burst"}
+
+
+def _claim(w: World) -> dict[str, Any]:
+    return {"enterprise_id": w.enterprise["id"], "programme_id": w.programme, "invoice_number": invoice_number(),
+            "invoice_amount": 100_00, "category": "intelligent"}  # fmt: skip
+
+
+def assert_rate_limited(response: httpx.Response) -> None:
+    body = response.json()
+    assert (response.status_code, body["error"]["code"]) == (429, "rate_limited"), response.text
+    assert f"more than {LIMIT}" in body["error"]["message"] and "slow down" in body["error"]["message"]
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= 60 and body["error"]["details"] == {"retry_after_s": retry_after}
+
+
+@pytest.mark.usefixtures("fresh_window")
+@pytest.mark.parametrize("endpoint", ["applications", "redemptions"])
+def test_past_the_limit_a_key_gets_429_and_nothing_is_done(world: World, endpoint: str) -> None:
+    w = world
+    mine, other = (
+        (w.as_enterprise, w.as_enterprise_2) if endpoint == "applications" else (w.as_provider, w.as_provider_2)
+    )
+    body = _apply if endpoint == "applications" else _claim
+    for _ in range(LIMIT):
+        w.api.ok(mine.post(f"/v1/{endpoint}", body(w)), 201)
+    before, sent = w.rows(), w.api.service.tx_count()
+    for key in (None, "after-the-limit"):  # with an Idempotency-Key too: the refusal is not stored for replay
+        assert_rate_limited(mine.post(f"/v1/{endpoint}", body(w), key=key))
+    assert (w.rows(), w.api.service.tx_count()) == (before, sent), "a refused request wrote or sent something"
+    w.api.ok(other.post(f"/v1/{endpoint}", body(w)), 201)  # another key has its own count
+    w.api.ok(mine.get(f"/v1/{endpoint}"))  # reads are not limited
+
+
+@pytest.mark.usefixtures("fresh_window")
+def test_the_limit_counts_each_endpoint_separately(world: World) -> None:
+    """An enterprise that used up its applications can still confirm the claims made against it."""
+    w = world
+    for _ in range(LIMIT):
+        w.as_enterprise_2.post("/v1/applications", _apply(w))
+    assert_rate_limited(w.as_enterprise_2.post("/v1/applications", _apply(w)))
+    claim = w.api.ok(w.as_provider_2.post("/v1/redemptions", _claim(w)), 201)
+    assert w.api.ok(w.as_enterprise_2.post(f"/v1/redemptions/{claim['id']}/confirm"))["status"] == "confirmed"
+
+
+def test_no_limit_by_default() -> None:
+    assert Settings.model_fields["rate_limit_per_minute"].default == 0  # 0: off, for single-tenant installs
