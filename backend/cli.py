@@ -94,6 +94,45 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(args.url, args.data_dir, args.admin_key_file)
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from backend.audit import verify
+
+    return verify.main(args.deployment, args.rpc)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from backend import backup
+
+    try:
+        manifest = backup.backup(args.data_dir, args.out)
+    except (backup.BackupError, ValidationError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(f"backup written to {args.out} (mode 0600): chain {manifest['chain_id']} at block "
+          f"{manifest['block_number']}, {manifest['database']} database, {len(manifest['members'])} files")  # fmt: skip
+    print("it holds the master key: keep it as secret as the data folder")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from backend import backup
+    from backend.settings import Settings
+
+    try:
+        url = Settings(data_dir=args.data_dir).database_url
+        manifest = backup.restore(args.source, args.data_dir, database_url=url)
+    except (backup.BackupError, ValidationError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(f"restored {args.source} into {args.data_dir}: chain {manifest['chain_id']}, contract {manifest['contract']}")
+    print(f"next: `voucher devnet up --data-dir {args.data_dir}`, then `voucher serve --data-dir {args.data_dir}`")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     try:
         artifacts = compiler.build(force=args.force)
@@ -127,6 +166,36 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state folder (default ./.data)")
     demo.add_argument("--admin-key-file", type=Path, help="the admin API key (default D/admin-api-key)")
     demo.set_defaults(func=_demo)
+
+    audit_group = sub.add_parser("audit", help="independent checks of the ledger")
+    audit = audit_group.add_subparsers(dest="action", required=True)
+    verify = audit.add_parser("verify", help="recompute every balance and invariant from chain logs alone, no database")
+    verify.add_argument("--deployment", type=Path, required=True, help="deployment.json of the contract to audit")
+    verify.add_argument("--rpc", help="the node's JSON-RPC URL (default: the one in the deployment file)")
+    verify.set_defaults(func=_audit_verify)
+
+    secret = "The archive holds the master key that decrypts every managed key: keep it as secret as the data folder."
+    bak = sub.add_parser(
+        "backup",
+        help="archive the database and the devnet's chain state, consistently",
+        description="Writes one tar.gz (mode 0600): the chain state (taken first), then the database (SQLite online "
+        "backup, or a logical copy of every PostgreSQL table from DATABASE_URL), deployment.json, admin.key, "
+        "master.key and a manifest of sha256 hashes. " + secret,
+    )
+    bak.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state folder (default ./.data)")
+    bak.add_argument("--out", type=Path, required=True, help="the archive to write (never overwritten)")
+    bak.set_defaults(func=_backup)
+    res = sub.add_parser(
+        "restore",
+        help="unpack a backup into a new data folder",
+        description="Checks every file against the manifest's sha256, refuses a non-empty target folder, writes "
+        "the files with their original modes and the database (SQLite into the folder; a PostgreSQL backup into "
+        "DATABASE_URL, which must be empty). Then `voucher devnet up --data-dir NEW` loads the restored chain. "
+        + secret,
+    )
+    res.add_argument("--from", dest="source", type=Path, required=True, help="the archive `voucher backup` wrote")
+    res.add_argument("--data-dir", type=Path, required=True, help="the new data folder (must be empty)")
+    res.set_defaults(func=_restore)
 
     dep = sub.add_parser("deploy", help="deploy to any EVM node (e.g. Besu) unless it already has the contract")
     dep.add_argument("--rpc-url", required=True, help="the node's JSON-RPC URL")

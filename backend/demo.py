@@ -1,6 +1,7 @@
-"""`voucher demo`: one compute-voucher programme from creation to reclaim, told through the running service's
-HTTP API with amounts in yuan. Only the expiry step goes elsewhere: on a devnet the chain clock is moved past
-the programme's end so that the issuer can reclaim; on any other node that step and the reclaim are skipped."""
+"""`voucher demo`: one compute-voucher programme from creation to reclaim and settlement, told through the
+running service's HTTP API with amounts in yuan. Only the expiry step goes elsewhere: on a devnet the chain
+clock is moved past the programme's end so that the issuer can reclaim; on any other node that step and the
+reclaim are skipped."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from backend.credit_code import ALPHABET, with_check
 from backend.demo_client import Client, DemoError, devnet_time_travel
+from backend.demo_supervision import Supervision, supervise
 from backend.money import yuan
 
 DAY = 86400
@@ -57,6 +59,7 @@ class DemoResult:
     time_travelled: bool
     refusals: dict[str, str]  # what was tried -> the error code the API gave
     enterprises: list[Party]
+    supervision: Supervision
 
 
 def _credit_code() -> str:
@@ -303,6 +306,8 @@ def run(url: str, data_dir: Path, admin_key_file: Path | None = None, out: Calla
         demo.redemptions()
         travelled = demo.expiry(health["contract"])
         f = demo.reclaim_and_figures(travelled)
+        providers = [(p.name, p.id, p.key) for p in demo.providers]
+        supervised = supervise(api, admin, programme_id=demo.pid, providers=providers, data_dir=data_dir, out=out)
     finally:
         api.close()
     return DemoResult(
@@ -317,6 +322,7 @@ def run(url: str, data_dir: Path, admin_key_file: Path | None = None, out: Calla
         travelled,
         demo.refusals,
         demo.enterprises,
+        supervised,
     )
 
 

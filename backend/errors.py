@@ -27,6 +27,12 @@ class Forbidden(LedgerError):
     code, status = "forbidden", 403
 
 
+class CallerFrozen(Forbidden):
+    """The participant the API key belongs to is frozen by a supervisor: its key does nothing until unfrozen."""
+
+    code = "account_frozen"
+
+
 class NotFound(LedgerError):
     code, status = "not_found", 404
 
@@ -139,3 +145,58 @@ class TransactionPending(ChainError):
     """Sent, but no receipt yet within the wait; the transaction is still tracked and will be resolved."""
 
     code, status = "transaction_pending", 202
+
+
+class TransactionDropped(ChainError):
+    """The node would not take a stored transaction, or its nonce went to another one: it will never be mined."""
+
+    code = "transaction_dropped"
+
+
+# ---------------------------------------------------------------- settlement
+class SettlementPeriodEmpty(Conflict):
+    """No confirmed redemption of the provider, outside any live batch, was confirmed in the period."""
+
+    code = "settlement_period_empty"
+
+
+class SettlementRedemptionsTaken(Conflict):
+    """Another batch took the same redemptions at the same moment, again and again: try once more."""
+
+    code = "settlement_redemptions_taken"
+
+
+class SettlementAlreadyApproved(InvalidState):
+    code = "settlement_already_approved"
+
+
+class SettlementAlreadyReturned(InvalidState):
+    code = "settlement_already_returned"
+
+
+class SettlementApprovalInProgress(InvalidState):
+    """Its anchoring transaction is on its way; the batch becomes approved (or submitted again) once it is mined."""
+
+    code = "settlement_approval_in_progress"
+
+
+class SettlementAlreadyAnchored(Conflict):
+    """The chain already holds this batch's digest: an earlier approval was mined but not yet recorded."""
+
+    code = "settlement_already_anchored"
+
+
+# ---------------------------------------------------------------- rotation
+class RotationInProgress(Conflict):
+    """Another request is rotating the same participant's key right now."""
+
+    code = "rotation_in_progress"
+
+
+class RotationInterrupted(LedgerError):
+    """A step of a key rotation failed; what is done stays done, and repeating the request carries on.
+
+    503, not 409: the idempotency layer keeps no final answer for it, so a repeat with the same key resumes.
+    """
+
+    code, status = "rotation_interrupted", 503

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # A request holding an Idempotency-Key this long without finishing is taken to have died with its
     # process (a crash, a kill): a retry with the same key takes over and finishes it. Above receipt_wait_s.
     idempotency_lease_s: float = Field(default=60.0, gt=0)
+    # A stored transaction without a receipt this long is examined: re-sent, or given up (its nonce filled).
+    stuck_after_s: float = Field(default=30.0, gt=0)
     # Consents expire this long after the enterprise confirms.
     consent_ttl_s: int = 3600
     # Requests per minute per API key on the claim and application endpoints; 0 disables the limit.

@@ -12,13 +12,26 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.idempotency import error_json
-from backend.api.routes import applications, audit, participants, programmes, redemptions, supervision
+from backend.api.routes import (
+    applications,
+    audit,
+    participants,
+    programmes,
+    redemptions,
+    reports,
+    settlements,
+    supervision,
+    transactions,
+)
 from backend.api.schemas import ErrorResponse
-from backend.errors import LedgerError
+from backend.errors import LedgerError, RateLimited
+from backend.services.apikeys import authenticate
 from backend.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -44,7 +57,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _TooLarge
+                raise _TooLarge(self.max_bytes)
             return message
 
         try:
@@ -53,8 +66,12 @@ class BodyLimit:
             await _too_large(send, self.max_bytes)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """An HTTP exception, so FastAPI passes it on when it is raised while FastAPI reads the body (a chunked body
+    has no Content-Length to refuse up front) instead of turning it into a 400 "error parsing the body"."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request bodies are limited to {max_bytes} bytes")
 
 
 async def _too_large(send: Send, max_bytes: int) -> None:
@@ -73,6 +90,25 @@ async def _too_large(send: Send, max_bytes: int) -> None:
 
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
+
+
+async def _caller_refused(request: Request) -> JSONResponse | None:
+    """The refusal (401, or 403 for a frozen participant) the caller's API key gets, if it gets one."""
+    scheme, secret = get_authorization_scheme_param(request.headers.get("Authorization"))
+    bearer = secret if scheme.lower() == "bearer" else ""
+    try:
+        await anyio.to_thread.run_sync(authenticate, request.app.state.ctx, bearer)
+    except LedgerError as exc:
+        return JSONResponse(error_json(exc), status_code=exc.status)
+    return None
+
+
+def _allowed_methods(app: FastAPI, path: str) -> str:
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.fullmatch(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 * 1024) -> FastAPI:
@@ -96,11 +132,24 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
             403: {"model": ErrorResponse},
             404: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
+            413: {"model": ErrorResponse, "description": "the body is over the size limit"},
             422: {"model": ErrorResponse},
+            502: {"model": ErrorResponse, "description": "the chain refused or failed in a way not foreseen"},
             503: {"model": ErrorResponse},
         },
     )
-    for module in (participants, programmes, applications, redemptions, supervision, audit):
+    routers = (
+        participants,
+        programmes,
+        applications,
+        redemptions,
+        supervision,
+        audit,
+        settlements,
+        reports,
+        transactions,
+    )
+    for module in routers:
         app.include_router(module.router)
 
     @app.get("/v1/health", tags=["health"])
@@ -117,10 +166,14 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
 
     @app.exception_handler(LedgerError)
     async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
-        return JSONResponse(error_json(exc), status_code=exc.status)
+        retry_after = exc.details.get("retry_after_s") if isinstance(exc, RateLimited) else None
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return JSONResponse(error_json(exc), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()) and (refused := await _caller_refused(request)):
+            return refused  # FastAPI parses JSON before it runs the key check: run it here, so 401 comes first
         # Never echo the input: a secret sent in the wrong field must not come back in the error.
         problems = [
             {
@@ -136,11 +189,16 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail), "details": {}}}, status_code=exc.status_code
-        )
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and (refused := await _caller_refused(request)):
+            return refused  # a body FastAPI could not parse at all (JSON nested too deep): the key check first
+        codes = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        code = codes.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method the path takes, not only those of the first route that matched it
+            headers["Allow"] = _allowed_methods(request.app, request.url.path)
+        body = {"error": {"code": code, "message": str(exc.detail), "details": {}}}
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

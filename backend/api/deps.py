@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.errors import Forbidden
 from backend.services.apikeys import Actor, authenticate
@@ -24,12 +25,13 @@ async def get_ctx(request: Request) -> Context:
 CtxDep = Annotated[Context, Depends(get_ctx)]
 
 
-def current_actor(
-    ctx: CtxDep,
-    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
-) -> Actor:
-    secret = authorization.removeprefix("Bearer ").strip() if authorization else None
-    return authenticate(ctx, secret)
+# Declared as an HTTP bearer scheme, so the OpenAPI document (and /docs, and clients generated from it) knows that
+# every operation but health needs `Authorization: Bearer <API key>`. Without one, `authenticate` answers 401.
+bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <API key>`")
+
+
+def current_actor(ctx: CtxDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
+    return authenticate(ctx, credentials.credentials.strip() if credentials else None)
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]

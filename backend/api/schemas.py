@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge, Gt, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-Fen = Annotated[int, Field(gt=0, le=10**15, description="amount in fen (¥0.01)")]
+# Amounts and ratios are JSON integers, strictly: not 1.5, not 100.0, not "100", not true.
+Fen = Annotated[int, Field(gt=0, le=10**15, strict=True, description="amount in fen (¥0.01)")]
+# Ids, offsets and block numbers, in paths, queries and bodies alike: at most 2^53 - 1 (the largest integer a JSON
+# client is sure to hold exactly). A bigger one is refused with 422 instead of overflowing a database column.
+MAX_INT = 2**53 - 1
+Id = Annotated[int, Gt(0), Le(MAX_INT)]
+Count = Annotated[int, Ge(0), Le(MAX_INT)]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_8601_only(value: Any) -> Any:
+    """Pydantic would read a number (or a numeric string) as Unix seconds; the API documents ISO 8601 only."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE.match(value)):
+        return value
+    raise ValueError("expected an ISO 8601 date-time, e.g. 2026-01-01T00:00:00Z")
+
+
+Instant = Annotated[datetime, BeforeValidator(_iso_8601_only)]
 Category = Literal["intelligent", "general", "supercomputing"]
 Role = Literal["admin", "issuer", "finance", "supervisor", "enterprise", "provider"]
 
@@ -46,18 +65,18 @@ class ParticipantPublic(BaseModel):
 
 
 class FreezeRequest(Body):
-    reason_code: int = Field(default=1, ge=1, lt=2**32)
+    reason_code: int = Field(default=1, ge=1, lt=2**32, strict=True)
 
 
 class RelatedPartyRequest(Body):
-    enterprise_id: int = Field(gt=0)
-    provider_id: int = Field(gt=0)
+    enterprise_id: Id
+    provider_id: Id
     related: bool = True
 
 
 class ApiKeyCreate(Body):
     role: Role
-    participant_id: int | None = Field(default=None, gt=0)
+    participant_id: Id | None = None
     label: str = Field(default="", max_length=100)
 
 
@@ -76,13 +95,13 @@ class ApiKeyCreated(ApiKeyPublic):
 
 class ProgrammeCreate(Body):
     name: str = Field(min_length=1, max_length=200)
-    ratio_bps: int = Field(ge=1, le=10_000, description="subsidy share of an invoice, basis points")
+    ratio_bps: int = Field(ge=1, le=10_000, strict=True, description="subsidy share of an invoice, basis points")
     budget: Fen
     cap_per_enterprise: Fen
-    valid_from: datetime
-    valid_until: datetime
+    valid_from: Instant
+    valid_until: Instant
     categories: list[Category] = Field(min_length=1, max_length=3)
-    provider_ids: list[int] = Field(default_factory=list, max_length=500)
+    provider_ids: list[Id] = Field(default_factory=list, max_length=500)
 
 
 class ProgrammePublic(BaseModel):
@@ -105,10 +124,10 @@ class ProgrammePublic(BaseModel):
 
 
 class ApplicationCreate(Body):
-    programme_id: int = Field(gt=0)
+    programme_id: Id
     amount: Fen
     purpose: str = Field(min_length=1, max_length=1000)
-    enterprise_id: int | None = Field(default=None, gt=0, description="only for staff applying on behalf")
+    enterprise_id: Id | None = Field(default=None, description="only for staff applying on behalf")
 
 
 class ApplicationPublic(BaseModel):
@@ -131,7 +150,7 @@ class ApproveRequest(Body):
 
 
 class BatchApproveRequest(Body):
-    application_ids: list[int] = Field(min_length=1, max_length=500)
+    application_ids: list[Id] = Field(min_length=1, max_length=500)
 
 
 class RejectRequest(Body):
@@ -145,8 +164,8 @@ class BalancePublic(BaseModel):
 
 
 class RedemptionCreate(Body):
-    enterprise_id: int = Field(gt=0)
-    programme_id: int = Field(gt=0)
+    enterprise_id: Id
+    programme_id: Id
     invoice_number: str = Field(min_length=1, max_length=64)
     invoice_amount: Fen
     category: Category
@@ -177,10 +196,10 @@ class RefuseRequest(Body):
 
 
 class RevokeRequest(Body):
-    programme_id: int = Field(gt=0)
-    enterprise_id: int = Field(gt=0)
+    programme_id: Id
+    enterprise_id: Id
     amount: Fen
-    reason_code: int = Field(ge=1, lt=2**32)
+    reason_code: int = Field(ge=1, lt=2**32, strict=True)
 
 
 class ChainActionPublic(BaseModel):

@@ -12,7 +12,16 @@ from sqlmodel import col, select
 
 from backend.audit import mirror
 from backend.audit.trail import MOVES, args_of, holdings_by_account
-from backend.models import Adjustment, Application, ChainEvent, Participant, Programme, Redemption, unix_time
+from backend.models import (
+    Adjustment,
+    Application,
+    ChainEvent,
+    FormerAddress,
+    Participant,
+    Programme,
+    Redemption,
+    unix_time,
+)
 from backend.services.context import Context
 
 TOTALS = ("issued", "redeemed", "reclaimed", "revoked")
@@ -52,29 +61,33 @@ def reconcile(ctx: Context) -> Reconciliation:
     block = mirror.sync(ctx)
     with ctx.read() as s:
         people = list(s.exec(select(Participant)).all())
+        former = {f.address: f.participant_id for f in s.exec(select(FormerAddress)).all()}
         programmes = {p.id: p for p in s.exec(select(Programme)).all()}
         events = list(s.exec(select(ChainEvent).where(col(ChainEvent.block_number) <= block)).all())
         redemptions = list(s.exec(select(Redemption).order_by(col(Redemption.id))).all())
     out = Reconciliation(block=block)
-    _balances(ctx, out, people, events)
+    _balances(ctx, out, people, former, events)
     _programmes(ctx, out, programmes, events)
     _redemptions(ctx, out, redemptions, events)
     return out
 
 
-def _balances(ctx: Context, out: Reconciliation, people: list[Participant], events: list[ChainEvent]) -> None:
-    by_address = {p.address: p for p in people}
+def _balances(
+    ctx: Context, out: Reconciliation, people: list[Participant], former: dict[str, int], events: list[ChainEvent]
+) -> None:
+    """A key retired by a rotation belongs to its participant still, and must hold nothing."""
     by_id = {p.id: p.address for p in people}
+    by_address: dict[str, int | None] = {**{p.address: p.id for p in people}, **former}
     recorded = {(by_id[e], p): v for (e, p), v in recorded_balances(ctx).items()}
     mirrored = {k: h.balance for k, h in holdings_by_account(events).items()}
     keys = sorted(set(recorded) | set(mirrored))
     onchain = ctx.chain.read_at(out.block, [("balanceOf", key) for key in keys])
     for (address, programme_id), chain in zip(keys, onchain, strict=True):
-        known = by_address.get(address)
+        known = address in by_address
         service = recorded.get((address, programme_id), 0 if known else None)
         mirror_value = mirrored.get((address, programme_id), 0)
         if not service == mirror_value == chain:
-            subject = {"address": address, "enterprise_id": known.id if known else None, "programme_id": programme_id}
+            subject = {"address": address, "enterprise_id": by_address.get(address), "programme_id": programme_id}
             out.differences.append(Difference("balance", subject, service, mirror_value, int(chain)))
     out.checked["balances"] = len(keys)
 

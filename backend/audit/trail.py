@@ -12,8 +12,8 @@ from typing import Any
 from sqlmodel import col, select
 
 from backend.audit import mirror
-from backend.errors import InvalidInput
-from backend.models import ChainEvent, Participant
+from backend.errors import InvalidInput, NotFound
+from backend.models import ChainEvent, FormerAddress, Participant
 from backend.services.context import Context
 
 MAX_PAGE = 1000
@@ -49,9 +49,9 @@ def list_events(
     block = mirror.sync(ctx)
     q = select(ChainEvent).where(col(ChainEvent.id) > after)
     if enterprise_id is not None:
-        q = q.where(ChainEvent.account == _address(ctx, enterprise_id, "enterprise"))
+        q = q.where(col(ChainEvent.account).in_(addresses_of(ctx, enterprise_id, "enterprise")))
     if provider_id is not None:
-        q = q.where(ChainEvent.provider == _address(ctx, provider_id, "provider"))
+        q = q.where(col(ChainEvent.provider).in_(addresses_of(ctx, provider_id, "provider")))
     if programme_id is not None:
         q = q.where(ChainEvent.programme_id == programme_id)
     if event is not None:
@@ -74,8 +74,16 @@ def list_events(
 def _address(ctx: Context, participant_id: int, kind: str) -> str:
     row = ctx.fetch(Participant, participant_id, kind)
     if row.kind != kind:
-        raise InvalidInput(f"participant {participant_id} is not an {kind}", field=f"{kind}_id")
+        raise NotFound(kind, participant_id)  # an enterprise's id names no provider: 404, like any unknown id
     return row.address
+
+
+def addresses_of(ctx: Context, participant_id: int, kind: str) -> list[str]:
+    """The participant's managed address and every one it used before a key rotation."""
+    current = _address(ctx, participant_id, kind)
+    with ctx.read() as s:
+        former = s.exec(select(FormerAddress.address).where(FormerAddress.participant_id == participant_id)).all()
+    return [current, *former]
 
 
 def args_of(row: ChainEvent) -> dict[str, Any]:
@@ -126,12 +134,19 @@ def holdings_by_account(rows: list[ChainEvent]) -> dict[tuple[str, int], Holding
 
 
 def enterprise_statement(ctx: Context, *, enterprise_id: int) -> Statement:
-    address = _address(ctx, enterprise_id, "enterprise")
+    """Per programme, over all the enterprise's keys: a rotation shows as migrated out of the old key and in to
+    the new one, which leaves the balance as it was."""
+    address, *former = addresses_of(ctx, enterprise_id, "enterprise")
     block = mirror.sync(ctx)
     names = [*MOVES, "VoucherMigrated"]
     with ctx.read() as s:
         rows = list(s.exec(select(ChainEvent).where(col(ChainEvent.name).in_(names))).all())
-    mine = {p: h for (account, p), h in holdings_by_account(rows).items() if account == address}
+    mine: dict[int, Holding] = {}
+    for (account, p), h in holdings_by_account(rows).items():
+        if account in (address, *former):
+            total = mine.setdefault(p, Holding(p))
+            for f in ("issued", "redeemed", "reclaimed", "revoked", "migrated_in", "migrated_out"):
+                setattr(total, f, getattr(total, f) + getattr(h, f))
     return Statement(enterprise_id, address, block, dict(sorted(mine.items())))
 
 
@@ -145,10 +160,11 @@ class ProviderFigures:
 
 
 def provider_statement(ctx: Context, *, provider_id: int) -> Statement:
-    address = _address(ctx, provider_id, "provider")
+    address, *former = addresses_of(ctx, provider_id, "provider")
     block = mirror.sync(ctx)
     with ctx.read() as s:
-        q = select(ChainEvent).where(ChainEvent.name == "VoucherRedeemed", ChainEvent.provider == address)
+        keys = col(ChainEvent.provider).in_([address, *former])
+        q = select(ChainEvent).where(ChainEvent.name == "VoucherRedeemed", keys)
         rows = list(s.exec(q).all())
     figures: dict[int, ProviderFigures] = {}
     for row in rows:

@@ -59,6 +59,9 @@ def anvil_binary() -> Path:
 
 def port_is_free(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As a listening server binds: a port whose last connections are in TIME_WAIT (the devnet was just
+        # stopped) is free for it, and must not be reported as taken.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

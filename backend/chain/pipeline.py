@@ -134,7 +134,11 @@ class TxPipeline:
     def send_and_wait(self, stored: StoredTx, wait_s: float | None = None) -> dict[str, Any]:
         """Broadcasts a stored transaction and waits for its receipt; raises TransactionPending on time-out."""
         self._watcher.expect(stored.tx_hash)
-        self.broadcast(stored.raw, stored.tx_hash)
+        if not self.broadcast(stored.raw, stored.tx_hash):  # stored: the monitor sends it when the node is back
+            raise TransactionPending(
+                f"the chain node did not answer; transaction {stored.tx_hash} is stored and will be sent",
+                tx_hash=stored.tx_hash,
+            )
         crash_point(f"pipeline.broadcast:{stored.kind}")
         receipt: dict[str, Any] | None = self._watcher.wait(stored.tx_hash, self._wait_s if wait_s is None else wait_s)
         crash_point(f"pipeline.receipt:{stored.kind}")
@@ -232,17 +236,30 @@ class TxPipeline:
         assert result is not None, "signer has no nonce row; prepare() creates it before store()"
         return int(result[0]) - 1
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def sign_filler(self, sender: str, nonce: int) -> tuple[bytes, str]:
+        """A transfer of nothing to itself at `nonce`: it takes the place of a transaction the node refuses, so
+        the signer's later ones can be mined. Signing is deterministic: the same nonce always gives the same
+        bytes, so a filler needs no row of its own."""
+        tx = {"to": sender, "value": 0, "data": "0x", "gas": 21_000, "gasPrice": 0, "nonce": nonce,
+              "chainId": self._chain_id}  # fmt: skip
+        return self._signer.sign_transaction(sender, tx)
+
     def forget_signers(self) -> None:
         """After a node restart, re-read every signer's nonce from the chain before its next use."""
         with self._ready_lock:
             self._ready.clear()
 
     def unresolved(self, older_than_s: float) -> list[ChainTx]:
-        """Stored transactions with no recorded outcome, oldest nonce first."""
+        """Stored transactions with no recorded outcome, in the order they were made: each signer's nonces in
+        order, and across signers as they first happened (an issuance after the registration it needs)."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
         with Session(self._engine) as s:
             q = select(ChainTx).where(ChainTx.status == "signed", col(ChainTx.created_at) < cutoff)
-            return list(s.exec(q.order_by(col(ChainTx.signer), col(ChainTx.nonce))).all())
+            return list(s.exec(q.order_by(col(ChainTx.id))).all())
 
     def resolve(self, tx: ChainTx) -> TxOutcome | LedgerError | None:
         """For a stored transaction: its outcome if mined (recorded now), else None after re-sending it."""

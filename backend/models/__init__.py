@@ -19,6 +19,8 @@ from backend.models.ledger import (
     utcnow,
 )
 from backend.models.mirror import ChainEvent, MirrorBlock
+from backend.models.rotation import FormerAddress
+from backend.models.settlement import SettlementBatch, SettlementClaim, SettlementLine
 
 __all__ = [
     "Adjustment",
@@ -26,6 +28,7 @@ __all__ = [
     "Application",
     "ChainEvent",
     "ChainTx",
+    "FormerAddress",
     "IdempotencyRecord",
     "InvoiceClaim",
     "ManagedKey",
@@ -35,6 +38,9 @@ __all__ = [
     "ProgrammeProvider",
     "Redemption",
     "RelatedParty",
+    "SettlementBatch",
+    "SettlementClaim",
+    "SettlementLine",
     "SignerNonce",
     "big_int",
     "unix_time",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
-from backend.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from backend.errors import CallerFrozen, InvalidInput, NotFound, Unauthenticated
 from backend.models import ApiKey, Participant, utcnow
 from backend.services.context import Context
 
@@ -79,7 +79,7 @@ def authenticate(ctx: Context, secret: str | None) -> Actor:
     if revoked_at is not None:
         raise Unauthenticated("this API key was revoked")
     if frozen:
-        raise Forbidden("the participant this key belongs to is frozen")
+        raise CallerFrozen("the participant this key belongs to is frozen; a supervisor can unfreeze it")
     return Actor(key_id=key_id, role=role, participant_id=participant_id)
 
 

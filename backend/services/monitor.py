@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import threading
 
+from backend.chain import recovery
 from backend.chain.pipeline import TxOutcome
 from backend.errors import LedgerError, NodeUnavailable
 from backend.models import ChainTx
-from backend.services import applications, participants, programmes, redemptions, supervision
+from backend.services import applications, participants, programmes, redemptions, rotation, settlements, supervision
 from backend.services.context import Context
 
 log = logging.getLogger(__name__)
+RECOVER_EVERY = 5  # passes: a rolled-back node or a stuck transaction is noticed within about five seconds
 
 
 def apply_outcome(ctx: Context, tx: ChainTx, result: TxOutcome | LedgerError) -> None:
@@ -34,6 +36,10 @@ def apply_outcome(ctx: Context, tx: ChainTx, result: TxOutcome | LedgerError) ->
         participants.store_related(ctx, enterprise_id=enterprise_id, provider_id=provider_id, related=related)
     elif tx.kind == "create_programme":
         programmes.record_created(ctx, result, name=tx.ref)
+    elif tx.kind == settlements.ANCHOR_KIND:
+        settlements.finish(ctx, batch_id=int(tx.ref), result=result)
+    elif tx.kind in rotation.KINDS:
+        rotation.resume(ctx, rotation_id=int(tx.ref))
     # register, grant_role, pause, unpause: the chain's state is all there is to record.
 
 
@@ -44,6 +50,8 @@ def _apply_failure(ctx: Context, tx: ChainTx, error: LedgerError) -> None:
         applications.mark_pending(ctx, _ids(tx.ref))
     elif tx.kind == "register":
         participants.forget(ctx, participant_id=int(tx.ref))
+    elif tx.kind == settlements.ANCHOR_KIND:
+        settlements.finish(ctx, batch_id=int(tx.ref), result=error)
 
 
 def _ids(ref: str) -> list[int]:
@@ -54,11 +62,25 @@ def sweep(ctx: Context, *, older_than_s: float = 3.0) -> int:
     """One pass over unresolved transactions; returns how many were resolved."""
     done = 0
     for tx in ctx.pipeline.unresolved(older_than_s):
-        result = ctx.pipeline.resolve(tx)
+        try:
+            result = ctx.pipeline.resolve(tx)
+        except NodeUnavailable:
+            raise
+        except LedgerError as exc:  # e.g. the node refuses to take it back: `recover` deals with it in time
+            log.warning("monitor: %s for %s", exc.code, tx.tx_hash)
+            continue
         if result is not None:
             apply_outcome(ctx, tx, result)
             done += 1
     return done
+
+
+def recover(ctx: Context) -> int:
+    """Node faults: re-opens what a rolled-back chain lost, and gives up (failing its record) what is stuck."""
+    reopened = recovery.reopen_lost(ctx.pipeline)
+    for tx, error in recovery.unstick(ctx.pipeline, ctx.settings.stuck_after_s):
+        apply_outcome(ctx, tx, error)
+    return reopened
 
 
 class Monitor:
@@ -75,8 +97,12 @@ class Monitor:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        passes = 0
         while not self._stop.wait(self._interval):
             try:
+                if passes % RECOVER_EVERY == 0:
+                    recover(self._ctx)
+                passes += 1
                 sweep(self._ctx)
             except NodeUnavailable:
                 continue

@@ -41,6 +41,8 @@ def create(
     if not 0 < cap_per_enterprise <= budget < MAX_FEN:
         raise InvalidInput("need 0 < cap_per_enterprise <= budget (amounts in fen)", field="budget")
     start, end = unix_time(valid_from), unix_time(valid_until)
+    if start < 0:  # the chain keeps windows as unsigned seconds since 1970
+        raise InvalidInput("valid_from must not be before 1970-01-01T00:00:00Z", field="valid_from")
     if end <= start or end <= ctx.chain.now():
         raise InvalidInput("valid_until must be after valid_from and in the future", field="valid_until")
     mask = categories_mask(categories)

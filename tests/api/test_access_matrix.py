@@ -49,6 +49,7 @@ def row(method: str, path: str, allowed: frozenset[str] | set[str], ok: tuple[in
 OK, BAD, STATE = (200, None), (422, "invalid_input"), (409, "invalid_state")
 A_OWNS, P_OWNS = STAFF | {"ent_a"}, STAFF | {"prov_p"}
 NOT_A, NOT_P = PARTICIPANTS - {"ent_a"}, PARTICIPANTS - {"prov_p"}
+P_SEES = {"admin", "finance", "supervisor", "prov_p"}  # a settlement: finance and oversight, and its provider
 MATRIX = [
     # participants, related parties, API keys
     row("POST", "/v1/participants/enterprises", {"admin"}, BAD, body={}),
@@ -87,6 +88,23 @@ MATRIX = [
     row("POST", "/v1/pause", {"admin", "supervisor"}, BAD, idem=LONG_IDEM),
     row("POST", "/v1/unpause", {"admin"}, STATE),  # not paused
     row("GET", "/v1/health", EVERYONE | {"anon"}, OK),
+    # audit trail and reports
+    row("GET", "/v1/audit/events", STAFF, OK),
+    row("GET", "/v1/audit/enterprises/{a}/statement", A_OWNS, OK, hidden=NOT_A),
+    row("GET", "/v1/audit/providers/{p}/statement", P_OWNS, OK, hidden=NOT_P),
+    row("GET", "/v1/audit/reconciliation", {"admin", "supervisor", "finance"}, OK),
+    row("GET", "/v1/reports/economic", STAFF, OK),
+    row("GET", "/v1/reports/social", STAFF, OK),
+    row("GET", "/v1/reports/competition", STAFF, OK),
+    # settlements
+    row("POST", "/v1/settlements", {"prov_p", "prov_q", "finance"}, BAD, body={}),
+    row("GET", "/v1/settlements", {"admin", "finance", "supervisor", "prov_p", "prov_q"}, OK),
+    row("GET", "/v1/settlements/{settlement}", P_SEES, OK, hidden={"prov_q"}),
+    row("GET", "/v1/settlements/{settlement}/export", P_SEES, OK, hidden={"prov_q"}),
+    row("POST", "/v1/settlements/{settlement}/approve", {"finance"}, BAD, idem=LONG_IDEM),
+    row("POST", "/v1/settlements/{settlement}/return", {"finance"}, BAD, body={"reason": ""}),
+    row("POST", "/v1/participants/{a}/rotate-key", {"admin"}, BAD, idem=LONG_IDEM),
+    row("GET", "/v1/transactions/{tx}", STAFF, OK),
 ]
 
 
@@ -127,6 +145,11 @@ def world(api: Api) -> World:
     for name in ("claim", "to_confirm", "to_refuse"):
         ids[name] = _claim(as_p, a["id"], prog)
     ids["q_claim"] = _claim(as_q, b["id"], prog)
+    settled = _claim(as_p, a["id"], prog)
+    api.ok(api.as_(str(keys["ent_a"])).post(f"/v1/redemptions/{settled}/confirm"))
+    period = {"provider_id": p["id"], "period_from": "2000-01-01T00:00:00Z", "period_until": "2200-01-01T00:00:00Z"}
+    ids["settlement"] = api.ok(as_p.post("/v1/settlements", period), 201)["id"]
+    ids["tx"] = api.ok(api.get(f"/v1/redemptions/{settled}"))["tx_hash"]
     return World(api, ids, keys)
 
 
@@ -207,7 +230,7 @@ def test_frozen_participants_key_stops_and_resumes(world: World, kind: str) -> N
     assert api.ok(mine.get(path))["frozen"] is False
     api.ok(supervisor.post(f"{path}/freeze", {"reason_code": 4}))
     response = mine.get(path)
-    assert (response.status_code, response.json()["error"]["code"]) == (403, "forbidden")
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "account_frozen")
     assert api.ok(api.get(path))["frozen"] is True  # staff still see it
     api.ok(supervisor.post(f"{path}/unfreeze"))
     assert api.ok(mine.get(path))["frozen"] is False

@@ -224,9 +224,9 @@ def test_frozen_enterprise_cannot_apply_nor_be_issued(api: Api, provider: dict[s
     app = _pending(api, applicant, programme["id"], 1_00)
     supervisor = api.as_(api.key_for("supervisor"))
     api.ok(supervisor.post(f"/v1/participants/{applicant.enterprise['id']}/freeze", {"reason_code": 9}))
-    # The enterprise's own key stops working (403 forbidden), so the service's 409 account_frozen in apply()
+    # The enterprise's own key stops working (403 account_frozen), so the service's 409 account_frozen in apply()
     # cannot be reached over HTTP.
-    _refused(applicant.apply(programme["id"], 1_00), 403, "forbidden")
+    _refused(applicant.apply(programme["id"], 1_00), 403, "account_frozen")
     before = api.service.tx_count()
     _refused(issuer.post(f"/v1/applications/{app['id']}/approve", {}), 409, "account_frozen")
     assert api.service.tx_count() == before and _status(api, app["id"]) == ["pending"]

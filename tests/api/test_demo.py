@@ -18,7 +18,14 @@ from backend.models import IdempotencyRecord
 from backend.money import yuan
 from tests.api.support import Service
 
-LEDGER_POSTS = 23  # 5 participants, programme, 3 applications, 2 approvals, 7 claims, 3 confirms, refuse, reclaim
+# 5 participants, programme, 3 applications, 2 approvals, 7 claims, 3 confirms, refuse, reclaim, 2 settlements
+# submitted and approved
+LEDGER_POSTS = 27
+
+
+@pytest.fixture(scope="module")
+def service(own_contract_service: Service) -> Service:
+    return own_contract_service  # the supervision step reconciles the whole chain: this module's alone
 
 
 def _idempotency_records(service: Service) -> int:
@@ -74,6 +81,32 @@ def test_demo_runs_the_whole_lifecycle(service: Service, capsys: pytest.CaptureF
     for e in result.enterprises:
         assert f"{e.name}: issued {yuan(e.issued)}, redeemed {yuan(e.redeemed)}, reclaimed {yuan(e.reclaimed)}" in out
     assert _idempotency_records(service) - records == LEDGER_POSTS  # every ledger-changing POST carried a key
+
+    # supervision: settled and anchored, reconciled, the reports show the demo's figures, the chain verifies
+    sup = result.supervision
+    assert [(b["line_count"], b["subsidy_total"], b["status"]) for b in sup.settlements] == [
+        (2, 170_000_00, "approved"),
+        (1, 90_000_00, "approved"),
+    ]
+    for batch in sup.settlements:
+        assert chain.call("anchoredAt", bytes.fromhex(batch["digest"][2:])) > 0
+    assert sup.reconciliation["differences"] == []
+    assert "no difference" in out
+    economic = sup.economic["totals"]
+    assert (economic["subsidy"], economic["invoice_total"], economic["co_payment"]) == (
+        260_000_00,
+        520_000_00,
+        260_000_00,
+    )
+    assert (economic["issued"], economic["reclaimed"], economic["redemptions"]) == (1_700_000_00, 1_440_000_00, 3)
+    assert (sup.social["totals"]["enterprises_served"], sup.social["totals"]["first_time_users"]) == (3, 3)
+    shares = {p["name"]: p["redeemed"] for p in sup.competition["providers"]}
+    assert shares == {"廊坊云算科技有限公司": 170_000_00, "京津智算科技有限公司": 90_000_00}
+    # (170/260)^2 + (90/260)^2, in percent squared: 3,700,000 / 676 = 5473.37...
+    assert sup.competition["totals"]["hhi"] == "5473.37" and sup.competition["totals"]["flagged"] is True
+    assert "HHI 5473.37" in out
+    assert cli.main(["audit", "verify", "--deployment", str(service.data_dir / "deployment.json")]) == 0
+    assert "OK: every invariant holds" in capsys.readouterr().out
 
 
 def test_the_command_runs_again_on_the_same_service(service: Service, capsys: pytest.CaptureFixture[str]) -> None:

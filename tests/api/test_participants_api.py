@@ -146,7 +146,7 @@ def test_supervisor_freezes_and_unfreezes_on_chain(api: Api, supervisor: Api) ->
     key = api.as_(api.key_for("enterprise", e["id"]))
     frozen = api.ok(supervisor.post(f"/v1/participants/{e['id']}/freeze", {"reason_code": 7}))
     assert frozen["frozen"] is True and _on_chain(api, e["address"]) == (ENTERPRISE, True)
-    _refused(key.get(f"/v1/participants/{e['id']}"), 403, "forbidden")  # a frozen participant's key stops working
+    _refused(key.get(f"/v1/participants/{e['id']}"), 403, "account_frozen")  # a frozen participant's key stops
     before = api.service.tx_count()
     _refused(supervisor.post(f"/v1/participants/{e['id']}/freeze", {}), 409, "invalid_state")
     assert api.service.tx_count() == before

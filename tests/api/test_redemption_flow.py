@@ -116,7 +116,7 @@ def test_frozen_enterprise_and_provider_are_refused(api: Api, parties: Parties) 
     api.ok(supervisor.post(f"/v1/participants/{parties.enterprise['id']}/unfreeze"))
     api.ok(supervisor.post(f"/v1/participants/{parties.provider['id']}/freeze", {"reason_code": 4}))
     response = _claim(parties)
-    assert (response.status_code, response.json()["error"]["code"]) == (403, "forbidden")  # its key stops working
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "account_frozen")  # its key stops
 
 
 def test_provider_outside_programme_is_refused(api: Api, parties: Parties) -> None:

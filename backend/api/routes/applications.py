@@ -7,8 +7,15 @@ from fastapi.responses import JSONResponse
 
 from backend.api.deps import CtxDep, CurrentActor, EnterpriseActor, Issuer, ensure_owner_or_staff, require
 from backend.api.idempotency import IdempotencyDep
-from backend.api.ratelimit import limit
-from backend.api.schemas import ApplicationCreate, ApplicationPublic, ApproveRequest, BatchApproveRequest, RejectRequest
+from backend.api.ratelimit import RATE_LIMITED, limit
+from backend.api.schemas import (
+    ApplicationCreate,
+    ApplicationPublic,
+    ApproveRequest,
+    BatchApproveRequest,
+    Id,
+    RejectRequest,
+)
 from backend.errors import InvalidInput
 from backend.models import Application
 from backend.services import applications
@@ -20,7 +27,13 @@ def public(a: Application) -> ApplicationPublic:
     return ApplicationPublic(**a.model_dump())
 
 
-@router.post("", status_code=201, response_model=ApplicationPublic, dependencies=[Depends(limit("applications"))])
+@router.post(
+    "",
+    status_code=201,
+    response_model=ApplicationPublic,
+    responses=RATE_LIMITED,
+    dependencies=[Depends(limit("applications"))],
+)
 def apply(body: ApplicationCreate, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep) -> JSONResponse:
     if body.enterprise_id not in (None, actor.participant_id):
         raise InvalidInput("an enterprise applies for itself only", field="enterprise_id")
@@ -42,7 +55,7 @@ def apply(body: ApplicationCreate, ctx: CtxDep, actor: EnterpriseActor, idem: Id
 
 @router.get("", response_model=list[ApplicationPublic])
 def list_applications(
-    ctx: CtxDep, actor: CurrentActor, programme_id: int | None = None, status: str | None = None
+    ctx: CtxDep, actor: CurrentActor, programme_id: Id | None = None, status: str | None = None
 ) -> list[ApplicationPublic]:
     if actor.role == "provider":
         return []
@@ -51,8 +64,8 @@ def list_applications(
     return [public(a) for a in rows]
 
 
-@router.get("/{application_id}", response_model=ApplicationPublic)
-def get_application(application_id: int, ctx: CtxDep, actor: CurrentActor) -> ApplicationPublic:
+@router.get("/{application_id:int}", response_model=ApplicationPublic)
+def get_application(application_id: Id, ctx: CtxDep, actor: CurrentActor) -> ApplicationPublic:
     a = applications.get(ctx, application_id)
     ensure_owner_or_staff(actor, a.enterprise_id, "application", application_id)
     if actor.role == "provider":
@@ -60,13 +73,13 @@ def get_application(application_id: int, ctx: CtxDep, actor: CurrentActor) -> Ap
     return public(a)
 
 
-@router.post("/{application_id}/approve", response_model=ApplicationPublic)
-def approve(application_id: int, body: ApproveRequest, ctx: CtxDep, _: Issuer, idem: IdempotencyDep) -> JSONResponse:
+@router.post("/{application_id:int}/approve", response_model=ApplicationPublic)
+def approve(application_id: Id, body: ApproveRequest, ctx: CtxDep, _: Issuer, idem: IdempotencyDep) -> JSONResponse:
     return idem.run(lambda: public(applications.approve(ctx, application_id=application_id, amount=body.amount)))
 
 
-@router.post("/{application_id}/reject", response_model=ApplicationPublic)
-def reject(application_id: int, body: RejectRequest, ctx: CtxDep, _: Issuer, idem: IdempotencyDep) -> JSONResponse:
+@router.post("/{application_id:int}/reject", response_model=ApplicationPublic)
+def reject(application_id: Id, body: RejectRequest, ctx: CtxDep, _: Issuer, idem: IdempotencyDep) -> JSONResponse:
     return idem.run(lambda: public(applications.reject(ctx, application_id=application_id, reason=body.reason)))
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from backend.api.deps import STAFF, CtxDep, CurrentActor, ensure_owner_or_staff, require
+from backend.api.schemas import MAX_INT, Id, Instant
 from backend.api.schemas_audit import (
     AuditEventPage,
     AuditEventPublic,
@@ -36,15 +36,15 @@ def public(e: ChainEvent) -> AuditEventPublic:
 @router.get("/events", response_model=AuditEventPage, dependencies=[Depends(require(*STAFF))])
 def events(
     ctx: CtxDep,
-    enterprise_id: int | None = None,
-    provider_id: int | None = None,
-    programme_id: int | None = None,
+    enterprise_id: Id | None = None,
+    provider_id: Id | None = None,
+    programme_id: Id | None = None,
     event: Annotated[str | None, Query(description="event name, e.g. VoucherRedeemed")] = None,
-    from_block: Annotated[int | None, Query(ge=0)] = None,
-    to_block: Annotated[int | None, Query(ge=0)] = None,
-    since: Annotated[datetime | None, Query(description="block time, inclusive")] = None,
-    until: Annotated[datetime | None, Query(description="block time, exclusive")] = None,
-    after: Annotated[int, Query(ge=0, description="the previous page's next_after")] = 0,
+    from_block: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
+    to_block: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
+    since: Annotated[Instant | None, Query(description="block time, inclusive")] = None,
+    until: Annotated[Instant | None, Query(description="block time, exclusive")] = None,
+    after: Annotated[int, Query(ge=0, le=MAX_INT, description="the previous page's next_after")] = 0,
     limit: Annotated[int, Query(ge=1, le=trail.MAX_PAGE)] = 100,
 ) -> AuditEventPage:
     page = trail.list_events(
@@ -63,16 +63,16 @@ def events(
     return AuditEventPage(block=page.block, events=[public(e) for e in page.events], next_after=page.next_after)
 
 
-@router.get("/enterprises/{enterprise_id}/statement", response_model=EnterpriseStatement)
-def enterprise_statement(enterprise_id: int, ctx: CtxDep, actor: CurrentActor) -> EnterpriseStatement:
+@router.get("/enterprises/{enterprise_id:int}/statement", response_model=EnterpriseStatement)
+def enterprise_statement(enterprise_id: Id, ctx: CtxDep, actor: CurrentActor) -> EnterpriseStatement:
     ensure_owner_or_staff(actor, enterprise_id, "enterprise", enterprise_id)
     st = trail.enterprise_statement(ctx, enterprise_id=enterprise_id)
     rows = [HoldingPublic(**asdict(h), balance=h.balance) for h in st.programmes.values()]
     return EnterpriseStatement(enterprise_id=enterprise_id, address=st.address, block=st.block, programmes=rows)
 
 
-@router.get("/providers/{provider_id}/statement", response_model=ProviderStatement)
-def provider_statement(provider_id: int, ctx: CtxDep, actor: CurrentActor) -> ProviderStatement:
+@router.get("/providers/{provider_id:int}/statement", response_model=ProviderStatement)
+def provider_statement(provider_id: Id, ctx: CtxDep, actor: CurrentActor) -> ProviderStatement:
     ensure_owner_or_staff(actor, provider_id, "provider", provider_id)
     st = trail.provider_statement(ctx, provider_id=provider_id)
     rows = [

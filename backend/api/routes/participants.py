@@ -11,14 +11,17 @@ from backend.api.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyPublic,
+    Count,
     EnterpriseCreate,
     FreezeRequest,
+    Id,
     ParticipantPublic,
     ProviderCreate,
     RelatedPartyRequest,
 )
 from backend.models import ApiKey, Participant
-from backend.services import apikeys, participants
+from backend.models.rotation import FormerAddressPublic
+from backend.services import apikeys, participants, rotation
 from backend.services.participants import category_names
 
 router = APIRouter(prefix="/v1", tags=["participants"])
@@ -70,20 +73,20 @@ def register_provider(body: ProviderCreate, ctx: CtxDep, _: Admin, idem: Idempot
 
 @router.get("/participants", response_model=list[ParticipantPublic])
 def list_participants(
-    ctx: CtxDep, _: Staff, kind: str | None = None, offset: int = 0, limit: int = 100
+    ctx: CtxDep, _: Staff, kind: str | None = None, offset: Count = 0, limit: int = 100
 ) -> list[ParticipantPublic]:
     rows = participants.list_all(ctx, kind=kind, offset=max(offset, 0), limit=min(max(limit, 1), 500))
     return [public(p) for p in rows]
 
 
-@router.get("/participants/{participant_id}", response_model=ParticipantPublic)
-def get_participant(participant_id: int, ctx: CtxDep, actor: CurrentActor) -> ParticipantPublic:
+@router.get("/participants/{participant_id:int}", response_model=ParticipantPublic)
+def get_participant(participant_id: Id, ctx: CtxDep, actor: CurrentActor) -> ParticipantPublic:
     ensure_owner_or_staff(actor, participant_id, "participant", participant_id)
     return public(participants.get(ctx, participant_id))
 
 
-@router.post("/participants/{participant_id}/freeze", response_model=ParticipantPublic)
-def freeze(participant_id: int, body: FreezeRequest, ctx: CtxDep, _: Supervisor, idem: IdempotencyDep) -> JSONResponse:
+@router.post("/participants/{participant_id:int}/freeze", response_model=ParticipantPublic)
+def freeze(participant_id: Id, body: FreezeRequest, ctx: CtxDep, _: Supervisor, idem: IdempotencyDep) -> JSONResponse:
     return idem.run(
         lambda: public(
             participants.set_frozen(ctx, participant_id=participant_id, frozen=True, reason_code=body.reason_code)
@@ -91,9 +94,16 @@ def freeze(participant_id: int, body: FreezeRequest, ctx: CtxDep, _: Supervisor,
     )
 
 
-@router.post("/participants/{participant_id}/unfreeze", response_model=ParticipantPublic)
-def unfreeze(participant_id: int, ctx: CtxDep, _: Supervisor, idem: IdempotencyDep) -> JSONResponse:
+@router.post("/participants/{participant_id:int}/unfreeze", response_model=ParticipantPublic)
+def unfreeze(participant_id: Id, ctx: CtxDep, _: Supervisor, idem: IdempotencyDep) -> JSONResponse:
     return idem.run(lambda: public(participants.set_frozen(ctx, participant_id=participant_id, frozen=False)))
+
+
+@router.post("/participants/{participant_id:int}/rotate-key", response_model=FormerAddressPublic)
+def rotate_key(participant_id: Id, ctx: CtxDep, _: Admin, idem: IdempotencyDep) -> JSONResponse:
+    """A new managed key for the participant; its balances, cap use, approvals and related parties follow it, and
+    the old address is frozen. A rotation stopped part-way is finished by repeating the request."""
+    return idem.run(lambda: FormerAddressPublic(**rotation.rotate(ctx, participant_id=participant_id).model_dump()))
 
 
 @router.post("/related-parties", response_model=RelatedPartyRequest)

@@ -8,7 +8,7 @@ from sqlmodel import col, select
 
 from backend.api.deps import Admin, CtxDep, CurrentActor, Issuer, ensure_owner_or_staff
 from backend.api.idempotency import IdempotencyDep
-from backend.api.schemas import BalancePublic, ChainActionPublic, ProgrammeCreate, ProgrammePublic
+from backend.api.schemas import BalancePublic, ChainActionPublic, Id, ProgrammeCreate, ProgrammePublic
 from backend.models import Programme
 from backend.services import participants, programmes, supervision
 from backend.services.participants import category_names
@@ -64,18 +64,18 @@ def list_programmes(ctx: CtxDep, _: CurrentActor) -> list[ProgrammePublic]:
     return [public(v) for v in programmes.list_all(ctx)]
 
 
-@router.get("/programmes/{programme_id}", response_model=ProgrammePublic)
-def get_programme(programme_id: int, ctx: CtxDep, _: CurrentActor) -> ProgrammePublic:
+@router.get("/programmes/{programme_id:int}", response_model=ProgrammePublic)
+def get_programme(programme_id: Id, ctx: CtxDep, _: CurrentActor) -> ProgrammePublic:
     return public(programmes.get(ctx, programme_id))
 
 
-@router.post("/programmes/{programme_id}/reclaim", response_model=ChainActionPublic)
-def reclaim(programme_id: int, ctx: CtxDep, _: Issuer, idem: IdempotencyDep) -> JSONResponse:
+@router.post("/programmes/{programme_id:int}/reclaim", response_model=ChainActionPublic)
+def reclaim(programme_id: Id, ctx: CtxDep, _: Issuer, idem: IdempotencyDep) -> JSONResponse:
     return idem.run(lambda: ChainActionPublic(**supervision.reclaim(ctx, programme_id=programme_id).__dict__))
 
 
-@router.get("/enterprises/{enterprise_id}/balances", response_model=list[BalancePublic])
-def balances(enterprise_id: int, ctx: CtxDep, actor: CurrentActor) -> list[BalancePublic]:
+@router.get("/enterprises/{enterprise_id:int}/balances", response_model=list[BalancePublic])
+def balances(enterprise_id: Id, ctx: CtxDep, actor: CurrentActor) -> list[BalancePublic]:
     ensure_owner_or_staff(actor, enterprise_id, "enterprise", enterprise_id)
     enterprise = participants.get(ctx, enterprise_id, kind="enterprise")
     with ctx.read() as s:

@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 
 from backend.api.deps import STAFF, CtxDep, CurrentActor, EnterpriseActor, ProviderActor
 from backend.api.idempotency import Accepted, IdempotencyDep
-from backend.api.ratelimit import limit
-from backend.api.schemas import RedemptionCreate, RedemptionPublic, RefuseRequest
+from backend.api.ratelimit import RATE_LIMITED, limit
+from backend.api.schemas import Count, Id, RedemptionCreate, RedemptionPublic, RefuseRequest
 from backend.errors import NotFound, TransactionPending
 from backend.models import Redemption
 from backend.services import redemptions
@@ -32,7 +32,13 @@ def _visible(actor: Actor, r: Redemption) -> Redemption:
     return r
 
 
-@router.post("", status_code=201, response_model=RedemptionPublic, dependencies=[Depends(limit("redemptions"))])
+@router.post(
+    "",
+    status_code=201,
+    response_model=RedemptionPublic,
+    responses=RATE_LIMITED,
+    dependencies=[Depends(limit("redemptions"))],
+)
 def claim(body: RedemptionCreate, ctx: CtxDep, actor: ProviderActor, idem: IdempotencyDep) -> JSONResponse:
     provider_id = actor.participant_id
     assert provider_id is not None  # provider keys always carry their participant (create_api_key)
@@ -55,7 +61,7 @@ def claim(body: RedemptionCreate, ctx: CtxDep, actor: ProviderActor, idem: Idemp
 
 @router.get("", response_model=list[RedemptionPublic])
 def list_redemptions(
-    ctx: CtxDep, actor: CurrentActor, status: str | None = None, offset: int = 0, limit: int = 100
+    ctx: CtxDep, actor: CurrentActor, status: str | None = None, offset: Count = 0, limit: int = 100
 ) -> list[RedemptionPublic]:
     scope = (
         {"provider_id": actor.participant_id}
@@ -66,13 +72,13 @@ def list_redemptions(
     return [public(r) for r in rows]
 
 
-@router.get("/{redemption_id}", response_model=RedemptionPublic)
-def get_redemption(redemption_id: int, ctx: CtxDep, actor: CurrentActor) -> RedemptionPublic:
+@router.get("/{redemption_id:int}", response_model=RedemptionPublic)
+def get_redemption(redemption_id: Id, ctx: CtxDep, actor: CurrentActor) -> RedemptionPublic:
     return public(_visible(actor, redemptions.get(ctx, redemption_id)))
 
 
-@router.post("/{redemption_id}/confirm", response_model=RedemptionPublic)
-def confirm(redemption_id: int, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep) -> JSONResponse:
+@router.post("/{redemption_id:int}/confirm", response_model=RedemptionPublic)
+def confirm(redemption_id: Id, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep) -> JSONResponse:
     r = redemptions.get(ctx, redemption_id)
     if r.enterprise_id != actor.participant_id:
         raise NotFound("redemption", redemption_id)
@@ -86,9 +92,9 @@ def confirm(redemption_id: int, ctx: CtxDep, actor: EnterpriseActor, idem: Idemp
     return idem.run(act)
 
 
-@router.post("/{redemption_id}/refuse", response_model=RedemptionPublic)
+@router.post("/{redemption_id:int}/refuse", response_model=RedemptionPublic)
 def refuse(
-    redemption_id: int, body: RefuseRequest, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep
+    redemption_id: Id, body: RefuseRequest, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep
 ) -> JSONResponse:
     r = redemptions.get(ctx, redemption_id)
     if r.enterprise_id != actor.participant_id:
