@@ -22,8 +22,8 @@ from sqlmodel import col, select
 
 from backend.chain import logscan
 from backend.chain.events import DecodedEvent
-from backend.errors import LedgerError, NodeUnavailable
 from backend.models import ChainEvent, MirrorBlock
+from backend.services.background import Periodic
 from backend.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -153,26 +153,10 @@ def event_count(ctx: Context) -> int:
         return int(s.exec(select(func.count()).select_from(ChainEvent)).one())
 
 
-class Indexer:
+class Indexer(Periodic):
     """Keeps the mirror following the chain in the background."""
 
-    def __init__(self, ctx: Context, *, interval_s: float = 1.0) -> None:
-        self._ctx, self._interval = ctx, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="event-mirror", daemon=True)
+    name = "event-mirror"
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                sync(self._ctx)
-            except NodeUnavailable:
-                continue
-            except (LedgerError, OSError, ValueError) as exc:  # keep following; the next pass tries again
-                log.warning("event mirror: %s", exc)
+    def step(self) -> None:
+        sync(self._ctx)

@@ -4,13 +4,13 @@ if the node lost them) and, once mined, the claim or application they belong to 
 from __future__ import annotations
 
 import logging
-import threading
 
 from backend.chain import recovery
 from backend.chain.pipeline import TxOutcome
 from backend.errors import LedgerError, NodeUnavailable
 from backend.models import ChainTx
 from backend.services import applications, participants, programmes, redemptions, rotation, settlements, supervision
+from backend.services.background import Periodic
 from backend.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -83,28 +83,17 @@ def recover(ctx: Context) -> int:
     return reopened
 
 
-class Monitor:
+class Monitor(Periodic):
+    """Finishes late transactions every pass, and looks for node faults every RECOVER_EVERY passes."""
+
+    name = "tx-monitor"
+
     def __init__(self, ctx: Context, *, interval_s: float = 1.0) -> None:
-        self._ctx, self._interval = ctx, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tx-monitor", daemon=True)
+        super().__init__(ctx, interval_s=interval_s)
+        self._passes = 0
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        passes = 0
-        while not self._stop.wait(self._interval):
-            try:
-                if passes % RECOVER_EVERY == 0:
-                    recover(self._ctx)
-                passes += 1
-                sweep(self._ctx)
-            except NodeUnavailable:
-                continue
-            except LedgerError as exc:  # keep running; the next pass tries again
-                log.warning("monitor: %s", exc.code)
+    def step(self) -> None:
+        if self._passes % RECOVER_EVERY == 0:
+            recover(self._ctx)
+        self._passes += 1
+        sweep(self._ctx)
