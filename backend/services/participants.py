@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from eth_utils.crypto import keccak
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from backend import credit_code
 from backend.chain.ledger import ENTERPRISE, PROVIDER
-from backend.errors import AlreadyExists, InvalidInput, InvalidState, LedgerError, NotFound, TransactionPending
-from backend.models import Participant, RelatedParty
+from backend.errors import AlreadyExists, InvalidInput, InvalidState, LedgerError, NotFound
+from backend.faults import crash_point
+from backend.models import Participant, RelatedParty, unix_time
+from backend.services import resume
 from backend.services.context import Context
 
 CATEGORIES = {"intelligent": 0, "general": 1, "supercomputing": 2}
@@ -44,8 +47,12 @@ def register(
         raise InvalidInput(f"size must be one of {', '.join(SIZES)}", field="size")
     mask = categories_mask(categories or []) if kind == "provider" else 0
     with ctx.read() as s:
-        if s.exec(select(Participant).where(Participant.credit_code == credit)).first() is not None:
-            raise AlreadyExists(f"a participant with credit code {credit} is already registered")
+        existing = s.exec(select(Participant).where(Participant.credit_code == credit)).first()
+    if existing is not None:
+        since = resume.resumed_since()
+        if since is not None and unix_time(existing.created_at) >= unix_time(since):
+            return _finish_registration(ctx, existing)  # a dead attempt of this very request made it
+        raise AlreadyExists(f"a participant with credit code {credit} is already registered")
     address = ctx.keys.create("participant")
     row = Participant(
         kind=kind,
@@ -57,28 +64,39 @@ def register(
         categories=mask,
         address=address,
     )
+    admin = ctx.operators["admin"]
+    on_chain_kind = ENTERPRISE if kind == "enterprise" else PROVIDER
+    data = ctx.chain.encode("registerParticipant", address, on_chain_kind, keccak(text=credit))
+    gas = ctx.pipeline.estimate(admin, ctx.chain.address, data)  # a refusal is decoded before anything is written
+    ctx.pipeline.prepare(admin)
+    # The participant and its signed registration are stored together: a crash leaves both or neither, and
+    # the monitor sends a stored registration the request could not.
     with ctx.write() as s:
         s.add(row)
         try:
-            s.commit()
-        except Exception:
+            s.flush()
+        except IntegrityError:
             raise AlreadyExists(f"a participant with credit code {credit} is already registered") from None
-    on_chain_kind = ENTERPRISE if kind == "enterprise" else PROVIDER
-    try:
-        ctx.chain.send(
-            ctx.operators["admin"],
-            "registerParticipant",
-            address,
-            on_chain_kind,
-            keccak(text=credit),
-            kind="register",
-            ref=str(row.id),
-        )
-    except TransactionPending:
-        raise  # sent and tracked: the record stays, the monitor sees the registration through
-    except LedgerError:
+        stored = ctx.pipeline.store(s, admin, ctx.chain.address, data, gas=gas, kind="register", ref=str(row.id))
+        s.commit()
+    crash_point("pipeline.stored:register")
+    result = ctx.pipeline.outcome(stored, ctx.pipeline.send_and_wait(stored))  # TransactionPending: tracked
+    with ctx.write() as s:
+        ctx.pipeline.record(s, stored, result)
+        s.commit()
+    if isinstance(result, LedgerError):
         forget(ctx, participant_id=int(row.id or 0))  # the chain refused: the record must not outlive it
-        raise
+        raise result
+    return row
+
+
+def _finish_registration(ctx: Context, row: Participant) -> Participant:
+    tx = ctx.pipeline.latest("register", str(row.id))
+    if tx is not None and tx.status == "signed":
+        result = ctx.pipeline.settle(tx.tx_hash)  # TransactionPending: the monitor finishes it
+        if isinstance(result, LedgerError):
+            forget(ctx, participant_id=int(row.id or 0))
+            raise result
     return row
 
 

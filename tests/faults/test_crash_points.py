@@ -17,11 +17,11 @@ from eth_utils.crypto import keccak
 from sqlmodel import Session, func, select
 
 from backend.chain.deploy import Deployment
-from backend.models import Application, ChainTx, Redemption
+from backend.models import Application, ChainTx, Participant, Redemption
 from backend.services.context import Context, build_context
 from backend.settings import Settings
 from tests.api.conftest import own_contract_dir
-from tests.api.support import Api, Service, invoice_number
+from tests.api.support import Api, Service, credit_code, invoice_number
 from tests.faults.service_process import ServiceProcess
 
 Y = 100  # fen per yuan
@@ -29,6 +29,8 @@ PIPELINE = ("pipeline.stored", "pipeline.broadcast", "pipeline.receipt")
 CONFIRM = ("confirm.signed", *(f"{x}:redeem" for x in PIPELINE), "confirm.recorded", "idempotency.before_done")
 APPROVE = ("approve.issuing", *(f"{x}:issue" for x in PIPELINE), "approve.recorded", "idempotency.before_done")
 CASES = [
+    *(("register", f"{p}:register") for p in PIPELINE),
+    ("register", "idempotency.before_done"),
     *(("claim", p) for p in ("claim.stored", "idempotency.before_done")),
     *(("apply", p) for p in ("apply.stored", "idempotency.before_done")),
     *(("confirm", p) for p in CONFIRM),
@@ -88,6 +90,18 @@ def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.Tem
 
 def _request(w: World, flow: str, n: int) -> tuple[Api, str, dict[str, Any] | None, Callable[[Any], None]]:
     """(client, path, body, check) for the n-th case of `flow`; `check` asserts exactly-once afterwards."""
+    if flow == "register":
+        code = credit_code()
+
+        def one_registration(result: Any) -> None:
+            assert result["credit_code"] == code
+            assert w.count(Participant, Participant.credit_code == code) == 1
+            assert w.count(ChainTx, ChainTx.kind == "register", ChainTx.ref == str(result["id"])) == 1
+            _settled_tx(w, "register", str(result["id"]))
+            assert w.ctx.chain.call("participant", result["address"]) == (1, False)  # an enterprise, on chain
+
+        body = {"name": f"Enterprise {code[-6:]}", "credit_code": code, "region_code": "131000"}
+        return w.api, "/v1/participants/enterprises", body, one_registration
     if flow == "claim":
         number = invoice_number()
         body = {"enterprise_id": w.enterprise["id"], "programme_id": w.programme_id, "invoice_number": number,
@@ -138,6 +152,17 @@ def _request(w: World, flow: str, n: int) -> tuple[Api, str, dict[str, Any] | No
     if batch:
         return issuer, "/v1/applications/approve-batch", {"application_ids": ids}, one_issuance
     return issuer, f"/v1/applications/{ids[0]}/approve", {}, one_issuance
+
+
+def _settled_tx(w: World, kind: str, ref: str) -> None:
+    def mined() -> bool:
+        with Session(w.ctx.engine) as s:
+            return s.exec(select(ChainTx.status).where(ChainTx.kind == kind, ChainTx.ref == ref)).one() == "confirmed"
+
+    deadline = time.monotonic() + 30
+    while not mined():
+        assert time.monotonic() < deadline, f"the {kind} transaction for {ref} was not mined"
+        time.sleep(0.2)
 
 
 def _settled(w: World, path: str, status: str) -> dict[str, Any]:
