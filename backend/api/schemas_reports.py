@@ -8,8 +8,6 @@ same value rounded half-to-even for display (see `meta.rounding`).
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from fractions import Fraction
 from typing import Literal
@@ -287,26 +285,3 @@ def competition_public(r: CompetitionReport) -> CompetitionPublic:
     return CompetitionPublic(
         meta=_meta("competition", r.basis), events=_events(r.basis), totals=totals, providers=rows, flags=flags
     )
-
-
-def to_csv(report: Report) -> str:
-    """section,key,field,value: a row per value of the JSON body (objects give key "", lists their row's key)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(("section", "key", "field", "value"))
-    for section, content in report.model_dump(mode="json").items():
-        items = content if isinstance(content, list) else [content]
-        for item in items:
-            row_key = str(item.get("key", "")) if isinstance(content, list) else ""
-            for name, value in item.items():
-                if name != "key":
-                    writer.writerow((section, row_key, name, _cell(value)))
-    return out.getvalue()
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

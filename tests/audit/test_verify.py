@@ -17,7 +17,7 @@ import pytest
 from eth_utils.address import to_checksum_address
 
 from backend import cli
-from backend.audit import invariants, verify
+from backend.audit import invariants, logdecode, verify
 from backend.chain import devnet
 from backend.chain.deploy import Deployment
 from backend.chain.events import EventDecoder
@@ -76,7 +76,7 @@ def _decoded_both_ways(rpc_url: str, record: Any) -> list[tuple[tuple[str, dict[
     finally:
         rpc.close()
     reference = EventDecoder(record.abi)
-    return [(fast, reference.decode(log)) for log in logs if (fast := invariants.decode(log)) is not None]
+    return [(fast, reference.decode(log)) for log in logs if (fast := logdecode.decode(log)) is not None]
 
 
 def _plain(value: Any) -> Any:
@@ -98,7 +98,7 @@ def test_the_fast_decoder_agrees_with_the_abi_decoder(
             assert ref is not None and name == ref.name
             assert {k: _plain(v) for k, v in fast.items()} == {k: _plain(v) for k, v in ref.args.items()}
             seen.add(name)
-    assert seen == set(invariants.LAYOUTS)
+    assert seen == set(logdecode.LAYOUTS)
 
 
 def test_the_honest_functions_of_the_faulty_contract_pass(deploy_faulty: Callable[[], Faulty]) -> None:

@@ -4,6 +4,8 @@ Staff only: enterprises and providers see their own records elsewhere, not the m
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -19,7 +21,6 @@ from backend.api.schemas_reports import (
     competition_public,
     economic_public,
     social_public,
-    to_csv,
 )
 from backend.audit import reports
 
@@ -79,3 +80,26 @@ def competition(
 ) -> Response:
     r = reports.competition_report(ctx, programme_id=programme_id, since=since, until=until)
     return _respond(competition_public(r), format)
+
+
+def to_csv(report: Report) -> str:
+    """section,key,field,value: a row per value of the JSON body (objects give key "", lists their row's key)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("section", "key", "field", "value"))
+    for section, content in report.model_dump(mode="json").items():
+        items = content if isinstance(content, list) else [content]
+        for item in items:
+            row_key = str(item.get("key", "")) if isinstance(content, list) else ""
+            for name, value in item.items():
+                if name != "key":
+                    writer.writerow((section, row_key, name, _cell(value)))
+    return out.getvalue()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
