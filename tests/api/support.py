@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlmodel import Session, func, select
+from sqlmodel import Session, SQLModel, func, select
 
 from backend.credit_code import with_check
 from backend.models import ChainTx
@@ -27,6 +27,13 @@ class Service:
     ctx: Context
     admin_key: str
     logs: list[str] = field(default_factory=list)
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table: a refused request must leave every count as it was."""
+        with Session(self.ctx.engine) as s:
+            return {
+                t.name: int(s.exec(select(func.count()).select_from(t)).one()) for t in SQLModel.metadata.sorted_tables
+            }
 
     def tx_count(self, kind: str | None = None) -> int:
         with Session(self.ctx.engine) as s:

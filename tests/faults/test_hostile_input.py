@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import Session, SQLModel, func, select
 
 from backend.chain.deploy import Deployment
 from backend.settings import Settings
@@ -39,12 +38,6 @@ class World:
     as_provider: Api
     issuer: Api
     supervisor: Api
-
-    def rows(self) -> dict[str, int]:
-        with Session(self.api.service.ctx.engine) as s:
-            return {
-                t.name: int(s.exec(select(func.count()).select_from(t)).one()) for t in SQLModel.metadata.sorted_tables
-            }
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +68,10 @@ def _claim(enterprise: dict[str, Any], programme: int, **fields: Any) -> dict[st
 
 @contextmanager
 def nothing_written(world: World) -> Iterator[None]:
-    before, sent = world.rows(), world.api.service.tx_count()
+    before, sent = world.api.service.row_counts(), world.api.service.tx_count()
     yield
     assert world.api.service.tx_count() == sent, "a transaction was sent"
-    assert world.rows() == before, "a row was written"
+    assert world.api.service.row_counts() == before, "a row was written"
 
 
 def invalid(response: httpx.Response, field: str) -> None:
