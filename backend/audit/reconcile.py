@@ -44,17 +44,36 @@ class Reconciliation:
     differences: list[Difference] = field(default_factory=list)
 
 
-def recorded_balances(ctx: Context) -> dict[tuple[int, int], int]:
-    """(enterprise id, programme id) -> issued - confirmed redemptions - reclaimed - revoked, from the database."""
-    totals: dict[tuple[int, int], int] = defaultdict(int)
+@dataclass
+class Books:
+    """What the service's own records say: per (enterprise, programme) balance, per programme totals."""
+
+    balances: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+    totals: dict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: dict.fromkeys(TOTALS, 0)))
+
+    def move(self, enterprise_id: int, programme_id: int, total: str, amount: int) -> None:
+        self.balances[(enterprise_id, programme_id)] += amount if total == "issued" else -amount
+        self.totals[programme_id][total] += amount
+
+
+def books(ctx: Context) -> Books:
+    """Issued applications, confirmed redemptions, reclaims and revocations, read once."""
+    out = Books()
     with ctx.read() as s:
         for a in s.exec(select(Application).where(Application.status == "issued")).all():
-            totals[(a.enterprise_id, a.programme_id)] += a.approved_amount or 0
+            out.move(a.enterprise_id, a.programme_id, "issued", a.approved_amount or 0)
         for r in s.exec(select(Redemption).where(Redemption.status == "confirmed")).all():
-            totals[(r.enterprise_id, r.programme_id)] -= r.amount
+            out.move(r.enterprise_id, r.programme_id, "redeemed", r.amount)
         for adj in s.exec(select(Adjustment)).all():
-            totals[(adj.enterprise_id, adj.programme_id)] -= adj.amount
-    return dict(totals)
+            out.move(
+                adj.enterprise_id, adj.programme_id, "reclaimed" if adj.kind == "reclaim" else "revoked", adj.amount
+            )
+    return out
+
+
+def recorded_balances(ctx: Context) -> dict[tuple[int, int], int]:
+    """(enterprise id, programme id) -> issued - confirmed redemptions - reclaimed - revoked, from the database."""
+    return dict(books(ctx).balances)
 
 
 def reconcile(ctx: Context) -> Reconciliation:
@@ -66,19 +85,25 @@ def reconcile(ctx: Context) -> Reconciliation:
         events = list(s.exec(select(ChainEvent).where(col(ChainEvent.block_number) <= block)).all())
         redemptions = list(s.exec(select(Redemption).order_by(col(Redemption.id))).all())
     out = Reconciliation(block=block)
-    _balances(ctx, out, people, former, events)
-    _programmes(ctx, out, programmes, events)
+    recorded = books(ctx)
+    _balances(ctx, out, recorded, people, former, events)
+    _programmes(ctx, out, recorded, programmes, events)
     _redemptions(ctx, out, redemptions, events)
     return out
 
 
 def _balances(
-    ctx: Context, out: Reconciliation, people: list[Participant], former: dict[str, int], events: list[ChainEvent]
+    ctx: Context,
+    out: Reconciliation,
+    books: Books,
+    people: list[Participant],
+    former: dict[str, int],
+    events: list[ChainEvent],
 ) -> None:
     """A key retired by a rotation belongs to its participant still, and must hold nothing."""
     by_id = {p.id: p.address for p in people}
     by_address: dict[str, int | None] = {**{p.address: p.id for p in people}, **former}
-    recorded = {(by_id[e], p): v for (e, p), v in recorded_balances(ctx).items()}
+    recorded = {(by_id[e], p): v for (e, p), v in books.balances.items()}
     mirrored = {k: h.balance for k, h in holdings_by_account(events).items()}
     keys = sorted(set(recorded) | set(mirrored))
     onchain = ctx.chain.read_at(out.block, [("balanceOf", key) for key in keys])
@@ -92,7 +117,9 @@ def _balances(
     out.checked["balances"] = len(keys)
 
 
-def _programmes(ctx: Context, out: Reconciliation, rows: dict[int, Programme], events: list[ChainEvent]) -> None:
+def _programmes(
+    ctx: Context, out: Reconciliation, books: Books, rows: dict[int, Programme], events: list[ChainEvent]
+) -> None:
     mirrored: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TOTALS, 0))
     created: dict[int, dict[str, Any]] = {}
     for e in events:
@@ -100,7 +127,7 @@ def _programmes(ctx: Context, out: Reconciliation, rows: dict[int, Programme], e
             mirrored[e.programme_id][MOVES[e.name]] += int(args_of(e)["amount"])
         elif e.name == "ProgrammeCreated" and e.programme_id is not None:
             created[e.programme_id] = args_of(e)
-    recorded = _recorded_totals(ctx)
+    recorded = books.totals
     ids = sorted(set(rows) | set(created))
     states = ctx.chain.read_at(out.block, [("programme", (i,)) for i in ids])
     for programme_id, state in zip(ids, states, strict=True):
@@ -125,18 +152,6 @@ def _programmes(ctx: Context, out: Reconciliation, rows: dict[int, Programme], e
                 subject = {"programme_id": programme_id, "field": name}
                 out.differences.append(Difference("programme", subject, s_value, m_value, int(chain_value)))
     out.checked["programmes"] = len(ids)
-
-
-def _recorded_totals(ctx: Context) -> dict[int, dict[str, int]]:
-    totals: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TOTALS, 0))
-    with ctx.read() as s:
-        for a in s.exec(select(Application).where(Application.status == "issued")).all():
-            totals[a.programme_id]["issued"] += a.approved_amount or 0
-        for r in s.exec(select(Redemption).where(Redemption.status == "confirmed")).all():
-            totals[r.programme_id]["redeemed"] += r.amount
-        for adj in s.exec(select(Adjustment)).all():
-            totals[adj.programme_id]["reclaimed" if adj.kind == "reclaim" else "revoked"] += adj.amount
-    return totals
 
 
 def _redemptions(ctx: Context, out: Reconciliation, rows: list[Redemption], events: list[ChainEvent]) -> None:
