@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from backend.audit import mirror
-from backend.audit.trail import MOVES, args_of, holdings_by_account
+from backend.audit.trail import MOVES, holdings_by_account
 from backend.models import (
     Adjustment,
     Application,
@@ -124,9 +124,9 @@ def _programmes(
     created: dict[int, dict[str, Any]] = {}
     for e in events:
         if e.name in MOVES and e.programme_id is not None:
-            mirrored[e.programme_id][MOVES[e.name]] += int(args_of(e)["amount"])
+            mirrored[e.programme_id][MOVES[e.name]] += int(e.arguments()["amount"])
         elif e.name == "ProgrammeCreated" and e.programme_id is not None:
-            created[e.programme_id] = args_of(e)
+            created[e.programme_id] = e.arguments()
     recorded = books.totals
     ids = sorted(set(rows) | set(created))
     states = ctx.chain.read_at(out.block, [("programme", (i,)) for i in ids])
@@ -155,7 +155,7 @@ def _programmes(
 
 
 def _redemptions(ctx: Context, out: Reconciliation, rows: list[Redemption], events: list[ChainEvent]) -> None:
-    burnt = {args_of(e)["invoiceHash"]: e for e in events if e.name == "VoucherRedeemed"}
+    burnt = {e.arguments()["invoiceHash"]: e for e in events if e.name == "VoucherRedeemed"}
     confirmed = {r.invoice_hash: r for r in rows if r.status == "confirmed"}
     latest = {r.invoice_hash: r for r in rows}  # ordered by id: the newest claim per invoice wins
     hashes = sorted(set(burnt) | set(confirmed))
@@ -170,11 +170,11 @@ def _redemptions(ctx: Context, out: Reconciliation, rows: list[Redemption], even
             and event is not None
             and bool(chain_used)
             and record.tx_hash == event.tx_hash
-            and record.amount == int(args_of(event)["amount"])
+            and record.amount == int(event.arguments()["amount"])
         )
         if not agree:
             subject = {"invoice_hash": invoice_hash, "redemption_id": claim.id if claim else None}
             service = {"status": claim.status, "tx_hash": claim.tx_hash, "amount": claim.amount} if claim else None
-            seen = {"tx_hash": event.tx_hash, "amount": int(args_of(event)["amount"])} if event else None
+            seen = {"tx_hash": event.tx_hash, "amount": int(event.arguments()["amount"])} if event else None
             out.differences.append(Difference("redemption", subject, service, seen, {"redeemed": bool(chain_used)}))
     out.checked["redemptions"] = len(hashes)

@@ -7,7 +7,6 @@ events it rests on and a supervisor can find them with the same event names in t
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,14 +45,9 @@ def key(row: ChainEvent) -> EventKey:
     return (row.block_number, row.log_index)
 
 
-def args(row: ChainEvent) -> dict[str, object]:
-    parsed: dict[str, object] = json.loads(row.args)
-    return parsed
-
-
 def amount(row: ChainEvent) -> int:
     """The column is None past int64; the argument always holds the exact value."""
-    return row.amount if row.amount is not None else int(str(args(row)["amount"]))
+    return row.amount if row.amount is not None else int(str(row.arguments()["amount"]))
 
 
 def address(value: str | None) -> str:
@@ -90,7 +84,7 @@ def programmes(rows: Iterable[ChainEvent]) -> dict[int, Terms]:
     found = {}
     for r in rows:
         if r.name == CREATED and r.programme_id is not None:
-            a = args(r)
+            a = r.arguments()
             until = datetime.fromtimestamp(int(str(a["validUntil"])), UTC)
             found[r.programme_id] = Terms(int(str(a["budget"])), until, key(r))
     return found
@@ -164,7 +158,7 @@ def economic(rows: list[ChainEvent], *, programme_id: int | None, period: Period
         elif r.name == REVOKED:
             out.revoked += amount(r)
         else:
-            a = args(r)
+            a = r.arguments()
             invoice, category = int(str(a["invoiceAmount"])), int(str(a["category"]))
             out.spend.add(invoice=invoice, subsidy=amount(r))
             out.by_category.setdefault(category, Spend()).add(invoice=invoice, subsidy=amount(r))
@@ -207,7 +201,7 @@ class Social:
 
 def successors(rows: Iterable[ChainEvent]) -> dict[str, str]:
     """Retired managed address -> the one that replaced it (VoucherMigrated): one enterprise, one identity."""
-    moved = {address(str(args(r)["from"])): address(str(args(r)["to"])) for r in rows if r.name == MIGRATED}
+    moved = {address(str(r.arguments()["from"])): address(str(r.arguments()["to"])) for r in rows if r.name == MIGRATED}
     resolved = {}
     for old in moved:
         new, seen = moved[old], {old}

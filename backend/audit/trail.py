@@ -3,7 +3,6 @@ each stating the block it is consistent with."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,10 +85,6 @@ def addresses_of(ctx: Context, participant_id: int, kind: str) -> list[str]:
     return [current, *former]
 
 
-def args_of(row: ChainEvent) -> dict[str, Any]:
-    return dict(json.loads(row.args))
-
-
 @dataclass
 class Holding:
     programme_id: int
@@ -125,9 +120,9 @@ def holdings_by_account(rows: list[ChainEvent]) -> dict[tuple[str, int], Holding
             continue
         if row.name in MOVES and row.account is not None:
             h = at(row.account, row.programme_id)
-            setattr(h, MOVES[row.name], getattr(h, MOVES[row.name]) + int(args_of(row)["amount"]))
+            setattr(h, MOVES[row.name], getattr(h, MOVES[row.name]) + int(row.arguments()["amount"]))
         elif row.name == "VoucherMigrated":
-            a = args_of(row)
+            a = row.arguments()
             at(a["from"], row.programme_id).migrated_out += int(a["amount"])
             at(a["to"], row.programme_id).migrated_in += int(a["amount"])
     return out
@@ -168,7 +163,7 @@ def provider_statement(ctx: Context, *, provider_id: int) -> Statement:
         rows = list(s.exec(q).all())
     figures: dict[int, ProviderFigures] = {}
     for row in rows:
-        a = args_of(row)
+        a = row.arguments()
         f = figures.setdefault(int(a["programmeId"]), ProviderFigures(int(a["programmeId"])))
         f.redemptions += 1
         f.subsidy += int(a["amount"])

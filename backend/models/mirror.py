@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -27,6 +29,10 @@ class ChainEvent(SQLModel, table=True):
     provider: str | None = Field(default=None, index=True)
     amount: int | None = big_int(default=None)  # type: ignore[assignment]  # fen; None when none or beyond int64
     args: str
+
+    def arguments(self) -> dict[str, Any]:
+        """Every argument of the event, decoded from `args` (numbers as decimal strings)."""
+        return dict(json.loads(self.args))
 
 
 class MirrorBlock(SQLModel, table=True):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Annotated
 
@@ -30,7 +29,7 @@ CATEGORY_NAMES = {bit: name for name, bit in CATEGORIES.items()}
 
 def public(e: ChainEvent) -> AuditEventPublic:
     assert e.id is not None
-    return AuditEventPublic(**e.model_dump(exclude={"name", "args"}), event=e.name, args=json.loads(e.args))
+    return AuditEventPublic(**e.model_dump(exclude={"name", "args"}), event=e.name, args=e.arguments())
 
 
 @router.get("/events", response_model=AuditEventPage, dependencies=[Depends(require(*STAFF))])
