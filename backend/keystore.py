@@ -67,6 +67,11 @@ class EncryptedKeyStore:
         with self._lock:
             self._cache[account.address] = account
 
+    def addresses(self) -> list[str]:
+        """Every stored key's address (retired ones included: the caller knows which are retired)."""
+        with Session(self._engine) as session:
+            return list(session.exec(select(ManagedKey.address)).all())
+
     def find(self, purpose: str) -> str | None:
         with Session(self._engine) as session:
             row = session.exec(select(ManagedKey).where(ManagedKey.purpose == purpose)).first()

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from backend.paths import DEFAULT_DATA_DIR
 
 MASTER_KEY_FILE = "master.key"
+NODE_TOKEN_FILE = "node-token"
 
 
 class ConfigError(Exception):
@@ -46,6 +47,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     # The devnet is started by `voucher serve` when this is true and no RPC URL is set.
     rpc_url: str | None = None
+    # Bearer token for the node's writes and allowlist (the devnet's D/node-token when not given).
+    rpc_token: SecretStr | None = None
     start_devnet: bool = True
     # Competition report: flag a market whose HHI (0-10,000) or top-3 share (a fraction) is above these.
     hhi_threshold: int = Field(default=2500, gt=0, le=10_000)
@@ -68,6 +71,12 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+
+    def node_token(self) -> str | None:
+        if self.rpc_token is not None:
+            return self.rpc_token.get_secret_value()
+        path = self.data_dir / NODE_TOKEN_FILE
+        return path.read_text().strip() if path.is_file() else None
 
     def master_key_bytes(self) -> bytes:
         """The key that encrypts managed keys: given, or generated once into D/master.key (mode 0600)."""

@@ -7,18 +7,17 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
-from web3 import Web3
 
 from backend.chain import devnet
 from backend.chain.deploy import Deployment, admin_account, ensure_deployed
-from tests.support import FINANCE_ROLE, ISSUER_ROLE, SUPERVISOR_ROLE, Ledger
+from tests.support import FINANCE_ROLE, ISSUER_ROLE, SUPERVISOR_ROLE, Ledger, node_web3
 
 
 @pytest.fixture(scope="session")
 def devnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A devnet in automine mode (a block per transaction: fast, deterministic tests)."""
     data_dir = tmp_path_factory.mktemp("devnet")
-    devnet.up(data_dir, port=0, block_time=None)
+    devnet.up(data_dir, port=0, block_time=None, unsafe=True)  # unsafe: tests travel in time
     try:
         yield data_dir
     finally:
@@ -34,7 +33,7 @@ def deployment(devnet_dir: Path) -> Deployment:
 
 @pytest.fixture(scope="session")
 def session_ledger(deployment: Deployment, devnet_dir: Path) -> Ledger:
-    w3 = Web3(Web3.HTTPProvider(deployment.rpc_url))
+    w3 = node_web3(deployment.rpc_url, devnet_dir)
     contract = w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi)
     ledger = Ledger(
         w3=w3,

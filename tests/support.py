@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from eth_account import Account
@@ -16,6 +18,7 @@ from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from backend.chain import devnet
 from backend.chain.consent import Redemption, sign_consent
 from backend.chain.errors import DecodedError, ErrorDecoder
 
@@ -25,6 +28,19 @@ ISSUER_ROLE = Web3.keccak(text="ISSUER_ROLE")
 FINANCE_ROLE = Web3.keccak(text="FINANCE_ROLE")
 SUPERVISOR_ROLE = Web3.keccak(text="SUPERVISOR_ROLE")
 ADMIN_ROLE = b"\x00" * 32
+
+
+def node_web3(url: str, data_dir: Path) -> Web3:
+    """A web3 client of the devnet at `url` carrying the node token of `data_dir` (its writes need it)."""
+    headers = devnet.auth_headers(data_dir)
+    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30, "headers": headers}))
+
+
+def copy_node_access(devnet_dir: Path, target: Path) -> None:
+    """Gives a folder the session devnet's admin key and node token, as an operator's service folder has."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("admin.key", "node-token"):
+        shutil.copy2(devnet_dir / name, target / name)
 
 
 class Reverted(Exception):
@@ -43,13 +59,22 @@ class Ledger:
     finance: LocalAccount
     supervisor: LocalAccount
     decoder: ErrorDecoder = field(init=False)
+    _permitted: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.decoder = ErrorDecoder(self.contract.abi)
 
+    def permit(self, address: str) -> None:
+        """Puts a test's own key on the node's allowlist, as the service does for the keys it makes."""
+        if address not in self._permitted:
+            answer = self.w3.provider.make_request("perm_addAccountsToAllowlist", [[address]])  # type: ignore[arg-type]
+            assert answer.get("result") == "Success", answer
+            self._permitted.add(address)
+
     # -- sending ------------------------------------------------------------------------------
     def send(self, fn: Any, sender: LocalAccount) -> TxReceipt:
         """Sends `fn` signed by `sender`; a revert raises `Reverted` carrying the decoded custom error."""
+        self.permit(sender.address)
         params = {"from": sender.address, "gasPrice": 0, "chainId": self.chain_id}
         try:
             tx = fn.build_transaction({**params, "nonce": self.w3.eth.get_transaction_count(sender.address, "pending")})

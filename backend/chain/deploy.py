@@ -17,6 +17,7 @@ from web3 import Web3
 
 from backend.chain import compiler
 from backend.chain.keys import load_or_create_key
+from backend.chain.node.permissions import read_token
 
 CONTRACT = "ComputeVoucher"
 DEPLOYMENT_FILE = "deployment.json"
@@ -86,9 +87,14 @@ def _deploy_contract(w3: Web3, admin: LocalAccount, chain_id: int) -> ContractRe
     )
 
 
-def ensure_deployed(data_dir: Path, rpc_url: str, *, redeploy: bool = False) -> Deployment:
-    """The deployment recorded for `data_dir`, deploying first if this chain has none."""
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+def ensure_deployed(data_dir: Path, rpc_url: str, *, redeploy: bool = False, token: str | None = None) -> Deployment:
+    """The deployment recorded for `data_dir`, deploying first if this chain has none.
+
+    `token` is the node's bearer token for writes: the data folder's own `node-token` when not given.
+    """
+    token = token or read_token(data_dir)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30, "headers": headers}))
     chain_id = w3.eth.chain_id
     path = data_dir / DEPLOYMENT_FILE
     admin = admin_account(data_dir)

@@ -1,34 +1,33 @@
-"""Runs the local permissioned devnet: anvil's own binary from node_modules, in the background, state in a folder.
+"""Runs the local permissioned devnet in the background, state in a folder: the supervisor process of
+`backend.chain.node` (a private anvil behind a permissioned gateway on 127.0.0.1).
 
-Our own chain id, free gas, interval mining with short blocks by default (automine collapses under load),
-bound to 127.0.0.1. State is dumped on a clean stop and every few seconds, and loaded on start.
+Each devnet has its own chain id, chosen at random when its folder is new, so that a consent signed for one
+ledger can never be replayed on another. Free gas; blocks only while transactions wait (at most one per
+`block_time`), or one per transaction (`block_time=None`, for tests).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
+import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 
+from backend.chain.node import permissions
 from backend.paths import PROJECT_ROOT
 
-CHAIN_ID = 727001
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8545
 DEFAULT_BLOCK_TIME = 0.25
-BLOCK_GAS_LIMIT = 300_000_000
-STATE_INTERVAL_S = 2
-# Nodes this process started: kept referenced so they are reaped on `down`, not flagged when collected.
-_STARTED: dict[int, subprocess.Popen[bytes]] = {}
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}  # kept referenced so they are reaped on `down`
 
 
 class DevnetError(Exception):
@@ -41,26 +40,16 @@ class DevnetInfo:
     port: int
     chain_id: int
     block_time: float | None
+    unsafe: bool = False
 
     @property
     def rpc_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
 
-def anvil_binary() -> Path:
-    """The platform binary that `npm ci` put in node_modules (not the npm wrapper script)."""
-    system = platform.system().lower()
-    arch = _ARCH.get(platform.machine().lower(), platform.machine().lower())
-    path = PROJECT_ROOT / "node_modules" / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"
-    if not path.is_file():
-        raise DevnetError(f"anvil binary not found at {path}: run `npm ci` in {PROJECT_ROOT} (or `make run`)")
-    return path
-
-
 def port_is_free(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As a listening server binds: a port whose last connections are in TIME_WAIT (the devnet was just
-        # stopped) is free for it, and must not be reported as taken.
+        # As a listening server binds: a port whose last connections are in TIME_WAIT is free for it.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
@@ -73,6 +62,16 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def token(data_dir: Path) -> str | None:
+    """The node token that writes and `perm_*` calls carry; None when this folder has no devnet."""
+    return permissions.read_token(data_dir.resolve())
+
+
+def auth_headers(data_dir: Path) -> dict[str, str]:
+    value = token(data_dir)
+    return {"Authorization": f"Bearer {value}"} if value else {}
 
 
 def _info_file(data_dir: Path) -> Path:
@@ -92,8 +91,7 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours counts as gone.
-    try:
+    try:  # a zombie child of ours counts as gone
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return True
@@ -104,22 +102,39 @@ def rpc_chain_id(url: str, timeout: float = 2.0) -> int | None:
     try:
         r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=timeout)
         return int(r.json()["result"], 16)
-    except (httpx.HTTPError, ValueError, KeyError):
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
+
+
+def _read_info(data_dir: Path) -> DevnetInfo | None:
+    path = _info_file(data_dir)
+    return DevnetInfo(**json.loads(path.read_text())) if path.is_file() else None
 
 
 def status(data_dir: Path) -> DevnetInfo | None:
     """The devnet running for `data_dir`, or None (a stale record is removed)."""
-    path = _info_file(data_dir)
-    if not path.is_file():
+    info = _read_info(data_dir)
+    if info is None:
         return None
-    info = DevnetInfo(**json.loads(path.read_text()))
-    if _alive(info.pid) and rpc_chain_id(info.rpc_url) == info.chain_id:
-        return info
     if not _alive(info.pid):
-        path.unlink(missing_ok=True)
+        _info_file(data_dir).unlink(missing_ok=True)
         return None
-    return info  # alive but not (yet) answering: still ours
+    return info  # alive: ours, answering or about to
+
+
+def chain_id_for(data_dir: Path) -> int:
+    """This folder's chain id: the one its ledger was deployed on, else the one chosen when it was new."""
+    record = data_dir / "node" / "chain.json"
+    if record.is_file():
+        return int(json.loads(record.read_text())["chain_id"])
+    deployment = data_dir / "deployment.json"
+    if deployment.is_file():
+        chain_id = int(json.loads(deployment.read_text())["chain_id"])
+    else:
+        chain_id = 1_000_000 + secrets.randbelow(2**31 - 1_000_000)  # far from public chains' ids
+    record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    record.write_text(json.dumps({"chain_id": chain_id}) + "\n")
+    return chain_id
 
 
 def up(
@@ -127,17 +142,17 @@ def up(
     *,
     port: int = DEFAULT_PORT,
     block_time: float | None = DEFAULT_BLOCK_TIME,
-    chain_id: int = CHAIN_ID,
-    ready_timeout: float = 20.0,
+    unsafe: bool = False,
+    open_node: bool = False,
+    ready_timeout: float = 40.0,
 ) -> DevnetInfo:
     """Starts the devnet for `data_dir` in the background (or returns the one already running).
 
     `port=0` picks a free port; a taken port is refused with a message rather than silently replaced.
-    `block_time=None` means automine (a block per transaction), which suits tests, not load.
+    `unsafe` answers development methods (time travel, snapshots): for tests and the demo's own devnet only.
     """
-    # Absolute: anvil runs inside the data folder, where a relative --state path would point elsewhere.
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir.resolve()  # absolute: the supervisor runs inside the data folder
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     running = status(data_dir)
     if running is not None:
         return running
@@ -148,60 +163,74 @@ def up(
             f"port {port} on {HOST} is already taken by another program: "
             "stop it, choose another with --port P, or pass --port 0 to pick a free one"
         )
-    args = [
-        str(anvil_binary()),
-        "--host", HOST, "--port", str(port), "--chain-id", str(chain_id),
-        # Free gas: managed accounts hold no ether.
-        "--gas-price", "0", "--block-base-fee-per-gas", "0", "--gas-limit", str(BLOCK_GAS_LIMIT),
-        # No pre-funded, unlocked accounts: their keys are the same on every anvil in the world.
-        "--accounts", "0",
-        "--state", str(data_dir / "anvil-state.json"), "--state-interval", str(STATE_INTERVAL_S),
-    ]  # fmt: skip
+    chain_id = chain_id_for(data_dir)
+    args = [sys.executable, "-m", "backend.chain.node.supervisor", "--data-dir", str(data_dir),
+            "--port", str(port), "--chain-id", str(chain_id)]  # fmt: skip
     if block_time is not None:
         args += ["--block-time", str(block_time)]
-    with open(data_dir / "devnet.log", "ab") as log:
+    args += ["--unsafe"] * unsafe + ["--open-node"] * open_node
+    log_path = data_dir / "devnet.log"
+    offset = log_path.stat().st_size if log_path.is_file() else 0
+    with open(log_path, "ab") as log:
         # A session of its own: the devnet outlives the command that started it and ignores its Ctrl-C.
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=data_dir
-        )
-    info = DevnetInfo(pid=proc.pid, port=port, chain_id=chain_id, block_time=block_time)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=PROJECT_ROOT)  # fmt: skip
+    info = DevnetInfo(pid=proc.pid, port=port, chain_id=chain_id, block_time=block_time, unsafe=unsafe)
     deadline = time.monotonic() + ready_timeout
     while rpc_chain_id(info.rpc_url, timeout=0.5) != chain_id:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             proc.wait()  # reaped: no zombie, no "still running" ResourceWarning
-            tail = (data_dir / "devnet.log").read_text(errors="replace")[-600:]
-            raise DevnetError(f"anvil did not start on {info.rpc_url}; last lines of devnet.log:\n{tail}")
+            tail = log_path.read_bytes()[offset:].decode(errors="replace")[-900:]
+            errors = [line.removeprefix("error: ") for line in tail.splitlines() if line.startswith("error: ")]
+            raise DevnetError(errors[-1] if errors else f"the devnet did not start; devnet.log ends:\n{tail}")
         time.sleep(0.05)
     _STARTED[proc.pid] = proc
-    _info_file(data_dir).write_text(json.dumps(info.__dict__))
+    _info_file(data_dir).write_text(json.dumps(asdict(info)))
     return info
 
 
-def down(data_dir: Path, timeout: float = 30.0) -> bool:
-    """Stops the devnet cleanly (anvil dumps its state on SIGTERM). Returns False if none was running."""
-    path = _info_file(data_dir)
-    if not path.is_file():
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise DevnetError(f"the devnet (pid {pid}) did not stop within {timeout:.0f}s; state may be stale")
+        time.sleep(0.05)
+
+
+def down(data_dir: Path, timeout: float = 60.0) -> bool:
+    """Stops the devnet cleanly (a last dump of its state first). Returns False if none was running."""
+    info = _read_info(data_dir)
+    if info is None:
         return False
-    info = DevnetInfo(**json.loads(path.read_text()))
     if _alive(info.pid):
         os.kill(info.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(info.pid):
-            if time.monotonic() > deadline:
-                raise DevnetError(f"anvil (pid {info.pid}) did not stop within {timeout:.0f}s; state may be stale")
-            time.sleep(0.05)
-    path.unlink(missing_ok=True)
+        _wait_gone(info.pid, timeout)
+    _info_file(data_dir).unlink(missing_ok=True)
     return True
 
 
 def kill_hard(data_dir: Path) -> None:
-    """SIGKILL, as a crash would: whatever happened since the last periodic state dump is lost."""
-    path = _info_file(data_dir)
-    if path.is_file():
-        info = DevnetInfo(**json.loads(path.read_text()))
-        if _alive(info.pid):
-            os.kill(info.pid, signal.SIGKILL)
-            while _alive(info.pid):
-                time.sleep(0.02)
-        path.unlink(missing_ok=True)
+    """SIGKILL of the whole devnet, as a crash would: what happened since the last dump is lost."""
+    info = _read_info(data_dir)
+    if info is not None and _alive(info.pid):
+        os.kill(info.pid, signal.SIGKILL)
+        _wait_gone(info.pid, 10)
+        _wait_node_gone(data_dir)
+    _info_file(data_dir).unlink(missing_ok=True)
+
+
+def kill_node(data_dir: Path) -> int:
+    """SIGKILL of the private anvil alone (its supervisor restarts it from the last good dump); its pid."""
+    pid = int((data_dir / "node" / "anvil.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def _wait_node_gone(data_dir: Path) -> None:
+    pid_file = data_dir / "node" / "anvil.pid"
+    if pid_file.is_file():
+        pid = int(pid_file.read_text())
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)

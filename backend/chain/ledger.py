@@ -18,7 +18,7 @@ from backend.chain.deploy import Deployment
 from backend.chain.errors import DecodedError, ErrorDecoder
 from backend.chain.events import DecodedEvent, EventDecoder
 from backend.chain.pipeline import TxOutcome, TxPipeline
-from backend.chain.rpc import Rpc
+from backend.chain.rpc import Rpc, RpcError
 from backend.money import yuan
 
 ENTERPRISE, PROVIDER = 1, 2
@@ -179,6 +179,23 @@ class VoucherChain:
         if cached and self.clock is not None and (seen := self.clock()) is not None:
             return seen
         return int(self.rpc.call("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+
+    def permit(self, *addresses: str) -> None:
+        """Puts managed keys on the node's account allowlist (Besu's perm API; a node without one needs nothing)."""
+        self._perm("perm_addAccountsToAllowlist", addresses)
+
+    def forbid(self, *addresses: str) -> None:
+        """Takes retired keys off the node's account allowlist."""
+        self._perm("perm_removeAccountsFromAllowlist", addresses)
+
+    def _perm(self, method: str, addresses: tuple[str, ...]) -> None:
+        if not addresses:
+            return
+        try:
+            self.rpc.call(method, [sorted({a.lower() for a in addresses})])
+        except RpcError as exc:
+            if exc.code != -32601:  # -32601: a node without account permissioning
+                raise
 
     def paused(self) -> bool:
         return bool(self.call("paused"))

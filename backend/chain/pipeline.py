@@ -59,6 +59,9 @@ class TxOutcome:
     logs: list[dict[str, Any]] = field(default_factory=list)
 
 
+PAUSED_SELECTOR = "0x5c975abb"  # paused()
+
+
 class TxPipeline:
     def __init__(
         self,
@@ -70,8 +73,11 @@ class TxPipeline:
         translate: Translate,
         watcher: Any,
         wait_s: float = 15.0,
+        filler_to: str | None = None,
     ) -> None:
         self.rpc = rpc
+        # A permissioned node takes transactions only to the ledger: a filler calls its `paused()` view there.
+        self._filler_to = filler_to
         self._engine = engine
         self._signer = signer
         self._chain_id = chain_id
@@ -241,10 +247,12 @@ class TxPipeline:
         return self._engine
 
     def sign_filler(self, sender: str, nonce: int) -> tuple[bytes, str]:
-        """A transfer of nothing to itself at `nonce`: it takes the place of a transaction the node refuses, so
-        the signer's later ones can be mined. Signing is deterministic: the same nonce always gives the same
-        bytes, so a filler needs no row of its own."""
-        tx = {"to": sender, "value": 0, "data": "0x", "gas": 21_000, "gasPrice": 0, "nonce": nonce,
+        """A call that changes nothing at `nonce` (the ledger's `paused()`, or a transfer of nothing to itself on
+        a node without a ledger): it takes the place of a transaction the node refuses, so the signer's later
+        ones can be mined. Signing is deterministic: the same nonce always gives the same bytes, so a filler
+        needs no row of its own."""
+        to, data = (self._filler_to, PAUSED_SELECTOR) if self._filler_to else (sender, "0x")
+        tx = {"to": to, "value": 0, "data": data, "gas": 40_000, "gasPrice": 0, "nonce": nonce,
               "chainId": self._chain_id}  # fmt: skip
         return self._signer.sign_transaction(sender, tx)
 

@@ -43,8 +43,12 @@ class Rpc:
     service spent its time waiting there, not talking to the node.
     """
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, token: str | None = None) -> None:
         self.url = url
+        # A permissioned node (our devnet's gateway, Besu with RPC authentication) wants a bearer token on writes.
+        self._headers = {"Content-Type": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
         parts = urlsplit(url)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
         self._path = parts.path or "/"
@@ -73,13 +77,16 @@ class Rpc:
 
     def _post(self, payload: Any) -> Any:
         body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = self._headers
         for attempt in (1, 2):  # a kept-alive connection the node has closed fails once; reconnect and retry
             conn = self._connection()
             try:
                 conn.request("POST", self._path, body, headers)
                 response = conn.getresponse()
                 data = response.read()
+                if response.status >= 500:  # a gateway whose node is restarting
+                    status = response.status
+                    raise NodeUnavailable(f"the chain node at {self.url} is not ready (HTTP {status}); try again")
                 return json.loads(data)
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 conn.close()

@@ -23,7 +23,7 @@ from backend.chain.rpc import Rpc
 from backend.db import init_db, make_engines
 from backend.errors import NodeUnavailable, NotFound
 from backend.keystore import EncryptedKeyStore
-from backend.models import ApiKey
+from backend.models import ApiKey, FormerAddress
 from backend.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _check_chain(rpc: Rpc, rpc_url: str, deployment: Deployment, settings: Setti
 def build_context(settings: Settings) -> Context:
     deployment = _load_deployment(settings)
     rpc_url = settings.rpc_url or deployment.rpc_url
-    rpc = Rpc(rpc_url)
+    rpc = Rpc(rpc_url, token=settings.node_token())
     try:
         _check_chain(rpc, rpc_url, deployment, settings)
     except BaseException:
@@ -127,6 +127,7 @@ def build_context(settings: Settings) -> Context:
             translate=chain.translate,
             watcher=watcher,
             wait_s=settings.receipt_wait_s,
+            filler_to=chain.address,
         )
         operators = {"admin": str(admin.address)}
         for role in ROLES:
@@ -134,6 +135,7 @@ def build_context(settings: Settings) -> Context:
             if not chain.has_role(role, address):
                 chain.send(admin.address, "grantRole", ROLES[role], address, kind="grant_role", ref=role)
             operators[role] = address
+        _sync_allowlist(engine, keys, chain, operators["admin"])
         ctx = Context(
             settings=settings,
             engine=engine,
@@ -145,6 +147,14 @@ def build_context(settings: Settings) -> Context:
         )
         ensure_admin_api_key(ctx)
     return ctx
+
+
+def _sync_allowlist(engine: Engine, keys: EncryptedKeyStore, chain: VoucherChain, admin: str) -> None:
+    """The node's allowlist holds every managed key in use (also one made just before a crash), no retired one."""
+    with Session(engine) as s:
+        retired = set(s.exec(select(FormerAddress.address).where(FormerAddress.status == "retired")).all())
+    chain.permit(admin, *(a for a in keys.addresses() if a not in retired))
+    chain.forbid(*retired)
 
 
 @contextmanager

@@ -54,6 +54,7 @@ def register(
             return _finish_registration(ctx, existing)  # a dead attempt of this very request made it
         raise AlreadyExists(f"a participant with credit code {credit} is already registered")
     address = ctx.keys.create("participant")
+    ctx.chain.permit(address)
     row = Participant(
         kind=kind,
         name=name,

@@ -84,6 +84,7 @@ def _start(ctx: Context, participant: Participant) -> FormerAddress:
     if (row := _under_way(ctx, participant_id)) is not None:
         return row
     new_address = ctx.keys.create("participant")
+    ctx.chain.permit(new_address)
     row = FormerAddress(participant_id=participant_id, address=participant.address, new_address=new_address)
     with ctx.write() as s:
         s.add(row)
@@ -229,4 +230,5 @@ def _complete(ctx: Context, row: FormerAddress, migration_tx: str | None) -> For
             participant.address = db_row.new_address
             s.add_all([db_row, participant])
             s.commit()
+            ctx.chain.forbid(db_row.address)  # frozen and empty: it has nothing left to send
         return db_row

@@ -21,6 +21,7 @@ from backend.chain.deploy import Deployment, ensure_deployed
 from backend.services.context import Context, build_context
 from backend.settings import Settings
 from tests.api.support import Api, Service
+from tests.support import copy_node_access
 
 PG_ADMIN_URL = os.environ.get("VOUCHER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -60,9 +61,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def service_data_dir(devnet_dir: Path, target: Path) -> Path:
     """A service folder on the session devnet: its deployment record and the deployer's admin key."""
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("deployment.json", "admin.key"):
-        shutil.copy2(devnet_dir / name, target / name)
+    copy_node_access(devnet_dir, target)
+    shutil.copy2(devnet_dir / "deployment.json", target / "deployment.json")
     info = devnet.status(devnet_dir)
     assert info is not None
     Deployment.load(target / "deployment.json")
@@ -127,8 +127,7 @@ def own_contract_dir(devnet_dir: Path, target: Path) -> Path:
     exactly what its tests did, so mirror, reconciliation and reports can be compared with the whole chain."""
     info = devnet.status(devnet_dir)
     assert info is not None
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(devnet_dir / "admin.key", target / "admin.key")
+    copy_node_access(devnet_dir, target)
     ensure_deployed(target, info.rpc_url)
     return target
 

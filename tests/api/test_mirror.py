@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from eth_account import Account
 from sqlmodel import select
-from web3 import Web3
 
 from backend.audit import mirror
 from backend.chain import logscan
@@ -18,6 +17,7 @@ from backend.chain.deploy import admin_account
 from backend.models import ChainEvent, MirrorBlock
 from backend.services.context import Context, build_context
 from tests.api.support import Api, Service
+from tests.support import node_web3
 
 pytestmark = pytest.mark.both_databases
 
@@ -50,7 +50,7 @@ def assert_mirror_equals_chain(ctx: Context) -> None:
 
 def registration_tx(ctx: Context, data_dir: Any, *, nonce_back: int = 0) -> tuple[str, str]:
     """(raw transaction, account): the admin key registering a new participant, signed outside the service."""
-    w3 = Web3(Web3.HTTPProvider(ctx.chain.deployment.rpc_url))
+    w3 = node_web3(ctx.chain.deployment.rpc_url, ctx.settings.data_dir)
     admin = admin_account(data_dir)
     contract = w3.eth.contract(address=ctx.chain.address, abi=ctx.chain.deployment.voucher.abi)
     account = Account.create().address

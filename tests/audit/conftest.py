@@ -4,7 +4,6 @@ lifecycle, and fresh FaultyVoucher deployments that each break one rule on purpo
 from __future__ import annotations
 
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,16 @@ from web3.contract import Contract
 
 from backend.chain import compiler
 from backend.chain.deploy import CONTRACT, DEPLOYMENT_FILE, ContractRecord, Deployment, admin_account, ensure_deployed
-from tests.support import ENTERPRISE, FINANCE_ROLE, ISSUER_ROLE, PROVIDER, SUPERVISOR_ROLE, Ledger
+from tests.support import (
+    ENTERPRISE,
+    FINANCE_ROLE,
+    ISSUER_ROLE,
+    PROVIDER,
+    SUPERVISOR_ROLE,
+    Ledger,
+    copy_node_access,
+    node_web3,
+)
 
 FAULTY_SOURCE = "tests/audit/contracts/FaultyVoucher.sol"
 
@@ -37,9 +45,9 @@ class CleanChain:
 @pytest.fixture(scope="module")
 def clean_chain(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> CleanChain:
     folder = tmp_path_factory.mktemp("audit-clean")
-    shutil.copy2(devnet_dir / "admin.key", folder / "admin.key")  # no deployment.json: a fresh contract
+    copy_node_access(devnet_dir, folder)  # no deployment.json: a fresh contract
     dep = ensure_deployed(folder, deployment.rpc_url)
-    w3 = Web3(Web3.HTTPProvider(dep.rpc_url))
+    w3 = node_web3(dep.rpc_url, folder)
     ledger = Ledger(
         w3=w3,
         contract=w3.eth.contract(address=dep.voucher.address, abi=dep.voucher.abi),
@@ -117,7 +125,7 @@ def deploy_faulty(
     deployment: Deployment, devnet_dir: Path, faulty_artifact: compiler.Artifact, tmp_path: Path
 ) -> Callable[[], Faulty]:
     """Deploys a fresh FaultyVoucher and writes a deployment.json for it, as `voucher audit verify` reads it."""
-    w3, admin, chain_id = Web3(Web3.HTTPProvider(deployment.rpc_url)), admin_account(devnet_dir), deployment.chain_id
+    w3, admin, chain_id = node_web3(deployment.rpc_url, devnet_dir), admin_account(devnet_dir), deployment.chain_id
 
     def deploy() -> Faulty:
         factory = w3.eth.contract(abi=faulty_artifact.abi, bytecode=faulty_artifact.bytecode)
