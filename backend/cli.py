@@ -9,6 +9,10 @@ from pathlib import Path
 from backend.chain import compiler, devnet
 from backend.chain.deploy import DeploymentError, admin_account, ensure_deployed
 from backend.paths import DEFAULT_DATA_DIR
+from backend.private_files import restrict_umask
+from backend.settings import ConfigError
+
+PRIVATE_COMMANDS = {"serve", "devnet", "deploy", "backup", "restore"}  # the ones that write into a data folder
 
 
 def _devnet_up(args: argparse.Namespace) -> int:
@@ -222,9 +226,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in PRIVATE_COMMANDS:
+        restrict_umask()  # every file written into a data folder, here or by a child process, is the owner's alone
     try:
         return int(args.func(args))
-    except (devnet.DevnetError, compiler.CompileError) as exc:
+    except (devnet.DevnetError, compiler.CompileError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         if self.master_key is not None:
             return bytes.fromhex(self.master_key.get_secret_value().removeprefix("0x"))
         path = self.data_dir / MASTER_KEY_FILE
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # build_context tightens an older folder
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
