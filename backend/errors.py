@@ -153,6 +153,20 @@ class TransactionDropped(ChainError):
     code = "transaction_dropped"
 
 
+class NonceSpent(ChainError):
+    """The node refused a transaction because its signer's key already used that nonce (sent outside the service).
+    The pipeline signs the same call again at the chain's next nonce once; this is the answer if that fails too."""
+
+    code = "nonce_spent"
+
+    def __init__(self, tx_hash: str, node_message: str) -> None:
+        super().__init__(
+            f"the node refused transaction {tx_hash}: its nonce was already used by another transaction of the same "
+            f"key ({node_message})",
+            tx_hash=tx_hash,
+        )
+
+
 # ---------------------------------------------------------------- settlement
 class SettlementPeriodEmpty(Conflict):
     """No confirmed redemption of the provider, outside any live batch, was confirmed in the period."""
