@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     stuck_after_s: float = Field(default=30.0, gt=0)
     # Consents expire this long after the enterprise confirms.
     consent_ttl_s: int = 3600
+    # A claim the enterprise has neither confirmed nor refused this long is void (status "expired"): a pending
+    # claim must not hold an invoice forever.
+    claim_ttl_s: int = Field(default=3 * 86400, gt=0)
     # Requests per minute per API key on the claim and application endpoints; 0 disables the limit.
     rate_limit_per_minute: int = 0
     max_body_bytes: int = 64 * 1024

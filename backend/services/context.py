@@ -6,9 +6,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,7 +24,7 @@ from backend.chain.rpc import Rpc
 from backend.db import init_db, make_engines
 from backend.errors import NodeUnavailable, NotFound
 from backend.keystore import EncryptedKeyStore
-from backend.models import ApiKey
+from backend.models import ApiKey, utcnow
 from backend.private_files import private_dir
 from backend.settings import ConfigError, Settings
 
@@ -42,6 +43,8 @@ class Context:
     watcher: ReceiptWatcher
     reader: Engine | None = None  # read-only sessions; the writer when not set
     extras: dict[str, object] = field(default_factory=dict)
+    # The service's wall clock (claims expire by it); tests move it instead of waiting days.
+    clock: Callable[[], datetime] = field(default=utcnow)
 
     def read(self) -> Session:
         """A session for reads only (on SQLite it never takes the write lock)."""
