@@ -189,7 +189,9 @@ class RedemptionCreate(Body):
     invoice_number: str = Field(min_length=1, max_length=64)
     invoice_amount: Fen
     category: Category
-    amount: Fen | None = Field(default=None, description="subsidy asked; default: the ratio's share, up to the balance")
+    amount: Fen | None = Field(
+        default=None, description="subsidy asked; default: the ratio's share of the invoice (the balance must cover it)"
+    )
 
 
 class RedemptionPublic(BaseModel):

@@ -2,8 +2,9 @@
 pending claim holds it only until it expires (`claim_ttl_s`).
 
 Expiry is applied where it matters: when the enterprise confirms or refuses, and when the same provider claims
-the invoice again. Between providers the database decides nothing: the contract's single use of the invoice hash
-does, so a claim left pending by one provider cannot lock an invoice away from another.
+the invoice again; the monitor voids the rest in the background, so listings say "expired". Between providers
+the database decides nothing: the contract's single use of the invoice hash does, so a claim left pending by one
+provider cannot lock an invoice away from another.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def held_by(ctx: Context, invoice_hash: str, provider_id: int) -> Redemption | N
 def ensure_live(ctx: Context, redemption_id: int, status: str, created_at: datetime) -> None:
     """ClaimExpired for a claim that is void, or pending past its time (it is then voided: the invoice is free)."""
     if status == "pending" and expired(ctx, created_at):
-        void(ctx, redemption_id)
+        if not void(ctx, redemption_id):
+            return  # moved on meanwhile (a concurrent confirm or refuse): the caller's own update will tell
     elif status != "expired":
         return
     raise ClaimExpired(redemption_id, ctx.settings.claim_ttl_s)
