@@ -1,5 +1,6 @@
-"""Backup and restore of a service's data folder: the database, the devnet's chain state and the files that give
-them meaning (deployment record, deployer key, master key), in one archive with a manifest of sha256 hashes.
+"""Backup of a service's data folder: the database, the devnet's chain state and the files that give them meaning
+(deployment record, deployer key, master key), in one archive with a manifest of sha256 hashes, encrypted under
+the operator's passphrase (backup_crypto). `backend.restore` brings it back.
 
 The chain is captured first and the database second, so the database is never behind the chain: whatever signed
 transactions it holds that the restored chain lacks, the monitor sends again (each is stored before broadcast).
@@ -23,17 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Integer, func, inspect, select, text, update
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel, col
+from sqlmodel import SQLModel
 
+from backend.backup_crypto import BackupError, check_strength, seal
 from backend.chain import devnet
 from backend.chain.deploy import ADMIN_KEY_FILE, DEPLOYMENT_FILE, Deployment
-from backend.db import init_db, make_engine
-from backend.models import ChainTx
+from backend.db import make_engine
 from backend.settings import MASTER_KEY_FILE, Settings
 
-FORMAT = 1
+FORMAT = 2  # 2: encrypted; file modes are no longer recorded (a restore writes every file 0600)
 MANIFEST = "manifest.json"
 STATE_FILE = "anvil-state.json"
 SQLITE_FILE, TABLES_FILE = "ledger.db", "tables.jsonl"
@@ -42,13 +43,11 @@ REQUIRED = (DEPLOYMENT_FILE, ADMIN_KEY_FILE, MASTER_KEY_FILE)
 KNOWN = {*REQUIRED, ADMIN_API_KEY_FILE, STATE_FILE, SQLITE_FILE, TABLES_FILE}
 
 
-class BackupError(Exception):
-    """The backup or restore cannot go ahead; the message says why and what to do."""
-
-
 # ---------------------------------------------------------------------------------------------------- backup
-def backup(data_dir: Path, out: Path) -> dict[str, Any]:
-    """Writes the archive to `out` (mode 0600) and returns its manifest. The database is DATABASE_URL's, if set."""
+def backup(data_dir: Path, out: Path, *, passphrase: bytes) -> dict[str, Any]:
+    """Writes the archive to `out` (mode 0600), encrypted under `passphrase`, and returns its manifest. The database
+    is DATABASE_URL's, if set."""
+    check_strength(passphrase)
     settings = Settings(data_dir=data_dir)
     if out.exists():
         raise BackupError(f"{out} already exists: choose another --out (a backup never overwrites a file)")
@@ -56,21 +55,21 @@ def backup(data_dir: Path, out: Path) -> dict[str, Any]:
     if missing:
         raise BackupError(f"{data_dir} has no {', '.join(missing)}: is it the service's data folder?")
     deployment = Deployment.load(data_dir / DEPLOYMENT_FILE)
-    members: dict[str, tuple[bytes, int]] = {}
+    members: dict[str, bytes] = {}
     for name in (DEPLOYMENT_FILE, ADMIN_KEY_FILE, ADMIN_API_KEY_FILE):
         if (data_dir / name).is_file():
-            members[name] = _read(data_dir / name)
+            members[name] = (data_dir / name).read_bytes()
     members[MASTER_KEY_FILE] = _master_key(settings)
     # The chain first: the database copy, taken after it, can only be ahead of it.
     state, block, node = _chain_state(data_dir)
-    members[STATE_FILE] = (state, _mode(data_dir / STATE_FILE, 0o600))
+    members[STATE_FILE] = state
     url = settings.db_url
     if url.startswith("sqlite"):
         kind = "sqlite"
-        members[SQLITE_FILE] = (_sqlite_copy(Path(url.split("///", 1)[1])), _mode(data_dir / SQLITE_FILE, 0o600))
+        members[SQLITE_FILE] = _sqlite_copy(Path(url.split("///", 1)[1]))
     else:
         kind = "postgresql"
-        members[TABLES_FILE] = (_dump_tables(make_engine(url)), 0o600)
+        members[TABLES_FILE] = _dump_tables(make_engine(url))
     manifest = {
         "format": FORMAT,
         "created_at": datetime.now(UTC).isoformat(),
@@ -84,30 +83,22 @@ def backup(data_dir: Path, out: Path) -> dict[str, Any]:
         "contract": deployment.voucher.address,
         "block_number": block,
         "database": kind,
-        "members": {n: {"sha256": _sha256(b), "mode": m, "size": len(b)} for n, (b, m) in members.items()},
+        "members": {n: {"sha256": sha256(b), "size": len(b)} for n, b in members.items()},
     }
-    _write_archive(out, members, manifest)
+    _write_archive(out, members, manifest, passphrase)
     return manifest
 
 
-def _sha256(data: bytes) -> str:
+def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read(path: Path) -> tuple[bytes, int]:
-    return path.read_bytes(), path.stat().st_mode & 0o777
-
-
-def _mode(path: Path, default: int) -> int:
-    return path.stat().st_mode & 0o777 if path.is_file() else default
-
-
-def _master_key(settings: Settings) -> tuple[bytes, int]:
+def _master_key(settings: Settings) -> bytes:
     path = settings.data_dir / MASTER_KEY_FILE
     if path.is_file():
-        return _read(path)
+        return path.read_bytes()
     if settings.master_key is not None:  # given by the environment: the restored folder gets it as a file
-        return settings.master_key.get_secret_value().removeprefix("0x").encode(), 0o600
+        return settings.master_key.get_secret_value().removeprefix("0x").encode()
     raise BackupError(f"no {path} and no VOUCHER_MASTER_KEY: without it the managed keys cannot be decrypted")
 
 
@@ -177,17 +168,20 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def _write_archive(out: Path, members: dict[str, tuple[bytes, int]], manifest: dict[str, Any]) -> None:
+def _write_archive(out: Path, members: dict[str, bytes], manifest: dict[str, Any], passphrase: bytes) -> None:
+    files = {MANIFEST: json.dumps(manifest, indent=1).encode()} | members
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+        for name, data in files.items():
+            entry = tarfile.TarInfo(name)
+            entry.size, entry.mode, entry.mtime = len(data), 0o600, int(datetime.now(UTC).timestamp())
+            tar.addfile(entry, io.BytesIO(data))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
-        files = {MANIFEST: json.dumps(manifest, indent=1).encode()} | {n: b for n, (b, _) in members.items()}
-        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
-            for name, data in files.items():
-                entry = tarfile.TarInfo(name)
-                entry.size, entry.mode, entry.mtime = len(data), 0o600, int(datetime.now(UTC).timestamp())
-                tar.addfile(entry, io.BytesIO(data))
+        with os.fdopen(fd, "wb") as f:
+            seal(packed.getvalue(), passphrase, f)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -199,136 +193,3 @@ def _version() -> str:
         return metadata.version("compute-voucher-ledger")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-# ---------------------------------------------------------------------------------------------------- restore
-def restore(archive: Path, data_dir: Path, *, database_url: str | None = None) -> dict[str, Any]:
-    """Unpacks a checked archive into an empty `data_dir` (and the database at `database_url`, if given)."""
-    if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
-        raise BackupError(f"{data_dir} is not empty: restore only into a new or empty folder")
-    manifest, members = _read_archive(archive)
-    target_url = database_url or f"sqlite:///{(data_dir / SQLITE_FILE).resolve()}"
-    if manifest["database"] == "sqlite" and database_url:
-        raise BackupError(
-            f"this archive holds a SQLite database, restored as {data_dir / SQLITE_FILE}: unset DATABASE_URL"
-        )
-    if not target_url.startswith("sqlite"):
-        _refuse_non_empty_database(target_url)
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name, data in members.items():
-        if name != TABLES_FILE:
-            _write(data_dir / name, data, int(manifest["members"][name]["mode"]))
-    if manifest["database"] == "postgresql":
-        _load_tables(make_engine(target_url), members[TABLES_FILE])
-    _resend_after(make_engine(target_url), int(manifest["block_number"]))
-    return dict(manifest)
-
-
-def _read_archive(archive: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest and every member, each checked against its sha256; anything else is refused."""
-    try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            files = {m.name: m for m in tar.getmembers()}
-            if MANIFEST not in files or not all(m.isfile() for m in files.values()):
-                raise BackupError(f"{archive} is not a ledger backup (no manifest, or unexpected entries)")
-            contents = {name: _extract(tar, m) for name, m in files.items()}
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BackupError(f"{archive} cannot be read as a backup archive ({type(exc).__name__})") from None
-    try:
-        manifest = json.loads(contents.pop(MANIFEST))
-        listed = manifest["members"]
-        fmt = manifest["format"]
-    except (ValueError, KeyError, TypeError):
-        raise BackupError(f"{archive} has a damaged manifest") from None
-    if fmt != FORMAT:
-        raise BackupError(f"{archive} is in backup format {fmt}; this version reads format {FORMAT}")
-    if set(listed) != set(contents) or not set(listed) <= KNOWN or not set(REQUIRED) <= set(listed):
-        raise BackupError(f"{archive} does not hold the files its manifest lists: refusing a tampered archive")
-    for name, data in contents.items():
-        if _sha256(data) != listed[name]["sha256"]:
-            raise BackupError(
-                f"{archive}: {name} does not match its sha256 in the manifest: refusing a tampered archive"
-            )
-    return manifest, contents
-
-
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    f = tar.extractfile(member)
-    assert f is not None  # regular files only, checked by the caller
-    return f.read()
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others while written
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode)
-
-
-def _refuse_non_empty_database(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        names = set(inspect(engine).get_table_names()) & set(SQLModel.metadata.tables)
-        with engine.connect() as conn:
-            tables = SQLModel.metadata.tables
-            used = [n for n in sorted(names) if conn.execute(select(func.count()).select_from(tables[n])).scalar()]
-    finally:
-        engine.dispose()
-    if used:
-        raise BackupError(f"the target database already holds ledger data ({', '.join(used)}): use an empty one")
-
-
-def _load_tables(engine: Engine, dump: bytes) -> None:
-    tables = SQLModel.metadata.tables
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for line in dump.decode().splitlines():
-        if line:
-            item = json.loads(line)
-            table = tables[item["table"]]
-            rows.setdefault(table.name, []).append({k: _from_json(table.c[k].type, v) for k, v in item["row"].items()})
-    try:
-        init_db(engine)
-        _insert_all(engine, rows)
-    finally:
-        engine.dispose()
-
-
-def _insert_all(engine: Engine, rows: dict[str, list[dict[str, Any]]]) -> None:
-    tables = SQLModel.metadata.tables
-    with engine.begin() as conn:
-        for table in SQLModel.metadata.sorted_tables:  # parents before children: foreign keys hold throughout
-            if rows.get(table.name):
-                conn.execute(table.insert(), rows[table.name])
-        if engine.dialect.name == "postgresql":  # serial ids go on after the restored rows
-            for name in (
-                n for n, t in tables.items() if "id" in t.c and isinstance(t.c["id"].type, Integer) and rows.get(n)
-            ):
-                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), max(id)) FROM \"{name}\""))
-
-
-def _from_json(kind: Any, value: Any) -> Any:
-    """Back from JSON by the column's Python type (bytes were base64, times ISO 8601)."""
-    try:  # a TypeDecorator (sqlmodel's UTC datetime) names its type on the type it wraps
-        python_type = getattr(kind, "impl", kind).python_type
-    except NotImplementedError:
-        return value
-    if value is None:
-        return None
-    if python_type is bytes:
-        return base64.b64decode(value)
-    if python_type is datetime:
-        return datetime.fromisoformat(value)
-    if python_type is date:
-        return date.fromisoformat(value)
-    return value
-
-
-def _resend_after(engine: Engine, block: int) -> None:
-    """Transactions the database saw mined after the chain was captured are not on the restored chain: marked
-    unresolved, the monitor sends them again (same signature, same nonce) and completes their records."""
-    init_db(engine)
-    with engine.begin() as conn:
-        conn.execute(
-            update(ChainTx).where(col(ChainTx.block_number) > block).values(status="signed", block_number=None)
-        )
-    engine.dispose()

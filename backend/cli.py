@@ -9,6 +9,10 @@ from pathlib import Path
 from backend.chain import compiler, devnet
 from backend.chain.deploy import DeploymentError, admin_account, ensure_deployed
 from backend.paths import DEFAULT_DATA_DIR
+from backend.private_files import restrict_umask
+from backend.settings import ConfigError
+
+PRIVATE_COMMANDS = {"serve", "devnet", "deploy", "backup", "restore"}  # the ones that write into a data folder
 
 
 def _devnet_up(args: argparse.Namespace) -> int:
@@ -103,29 +107,32 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from backend import backup
+    from backend.backup import backup
+    from backend.backup_crypto import BackupError, read_passphrase
 
     try:
-        manifest = backup.backup(args.data_dir, args.out)
-    except (backup.BackupError, ValidationError) as exc:
+        manifest = backup(args.data_dir, args.out, passphrase=read_passphrase(args.passphrase_file))
+    except (BackupError, ValidationError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
-    print(f"backup written to {args.out} (mode 0600): chain {manifest['chain_id']} at block "
+    print(f"encrypted backup written to {args.out} (mode 0600): chain {manifest['chain_id']} at block "
           f"{manifest['block_number']}, {manifest['database']} database, {len(manifest['members'])} files")  # fmt: skip
-    print("it holds the master key: keep it as secret as the data folder")
+    print("without its passphrase it cannot be restored: keep the passphrase apart from the backup")
     return 0
 
 
 def _restore(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from backend import backup
+    from backend.backup_crypto import BackupError, read_passphrase
+    from backend.restore import restore
     from backend.settings import Settings
 
     try:
         url = Settings(data_dir=args.data_dir).database_url
-        manifest = backup.restore(args.source, args.data_dir, database_url=url)
-    except (backup.BackupError, ValidationError) as exc:
+        passphrase = read_passphrase(args.passphrase_file)
+        manifest = restore(args.source, args.data_dir, passphrase=passphrase, database_url=url)
+    except (BackupError, ValidationError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     print(f"restored {args.source} into {args.data_dir}: chain {manifest['chain_id']}, contract {manifest['contract']}")
@@ -174,28 +181,37 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--rpc", help="the node's JSON-RPC URL (default: the one in the deployment file)")
     verify.set_defaults(func=_audit_verify)
 
-    secret = "The archive holds the master key that decrypts every managed key: keep it as secret as the data folder."
+    secret = (
+        "The archive holds the master key that decrypts every managed key, so it is encrypted (scrypt, AES-256-GCM) "
+        "under a passphrase of at least 12 characters, taken from the environment variable "
+        "VOUCHER_BACKUP_PASSPHRASE or from the first line of --passphrase-file (a file only you can read), never "
+        "from the command line, where every user could read it in the process list."
+    )
     bak = sub.add_parser(
         "backup",
-        help="archive the database and the devnet's chain state, consistently",
-        description="Writes one tar.gz (mode 0600): the chain state (taken first), then the database (SQLite online "
-        "backup, or a logical copy of every PostgreSQL table from DATABASE_URL), deployment.json, admin.key, "
-        "master.key and a manifest of sha256 hashes. " + secret,
+        help="archive the database and the devnet's chain state, consistently, encrypted",
+        description="Writes one encrypted archive (mode 0600): the chain state (taken first), then the database "
+        "(SQLite online backup, or a logical copy of every PostgreSQL table from DATABASE_URL), deployment.json, "
+        "admin.key, master.key and a manifest of sha256 hashes. " + secret,
     )
     bak.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state folder (default ./.data)")
     bak.add_argument("--out", type=Path, required=True, help="the archive to write (never overwritten)")
-    bak.set_defaults(func=_backup)
     res = sub.add_parser(
         "restore",
         help="unpack a backup into a new data folder",
-        description="Checks every file against the manifest's sha256, refuses a non-empty target folder, writes "
-        "the files with their original modes and the database (SQLite into the folder; a PostgreSQL backup into "
-        "DATABASE_URL, which must be empty). Then `voucher devnet up --data-dir NEW` loads the restored chain. "
-        + secret,
+        description="Decrypts the archive and checks every byte and every file against the manifest's sha256, "
+        "refuses a non-empty target folder, writes the files owner-only (0600, the folder 0700) and the database "
+        "(SQLite into the folder; a PostgreSQL backup into DATABASE_URL, which must be empty). Then "
+        "`voucher devnet up --data-dir NEW` loads the restored chain. " + secret,
     )
     res.add_argument("--from", dest="source", type=Path, required=True, help="the archive `voucher backup` wrote")
     res.add_argument("--data-dir", type=Path, required=True, help="the new data folder (must be empty)")
-    res.set_defaults(func=_restore)
+    for p, func in ((bak, _backup), (res, _restore)):
+        p.add_argument(
+            "--passphrase-file", type=Path, help="file whose first line is the passphrase (default: the environment "
+            "variable VOUCHER_BACKUP_PASSPHRASE)"
+        )  # fmt: skip
+        p.set_defaults(func=func)
 
     dep = sub.add_parser("deploy", help="deploy to any EVM node (e.g. Besu) unless it already has the contract")
     dep.add_argument("--rpc-url", required=True, help="the node's JSON-RPC URL")
@@ -222,9 +238,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in PRIVATE_COMMANDS:
+        restrict_umask()  # every file written into a data folder, here or by a child process, is the owner's alone
     try:
         return int(args.func(args))
-    except (devnet.DevnetError, compiler.CompileError) as exc:
+    except (devnet.DevnetError, compiler.CompileError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

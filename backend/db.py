@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
 from backend import models  # noqa: F401  (registers the tables)
+from backend.private_files import create_private_file
 
 
 def make_engines(url: str) -> tuple[Engine, Engine]:
@@ -26,6 +28,9 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
         # PostgreSQL allows 100 connections by default, shared by every worker process.
         engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True)
         return engine, engine
+    path = make_url(url).database
+    if path and path != ":memory:" and not path.startswith("file:"):
+        create_private_file(Path(path))  # SQLite gives its -wal and -shm files the database file's mode
     args = {"check_same_thread": False, "timeout": 30}
     writer = create_engine(url, connect_args=args, pool_size=16, max_overflow=16, hide_parameters=True)
     reader = create_engine(url, connect_args=args, pool_size=32, max_overflow=64, hide_parameters=True)

@@ -49,6 +49,21 @@ class InvalidInput(LedgerError):
     code, status = "invalid_input", 422
 
 
+class InvalidInvoiceNumber(InvalidInput):
+    """Invoice numbers are digits and Latin letters (spaces and hyphens between them are ignored): look-alike
+    characters (fullwidth digits, zero-width spaces) would give one invoice a second hash and a second subsidy."""
+
+    code = "invalid_invoice_number"
+
+    def __init__(self, character: str | None) -> None:
+        problem = f"{character} is not one of them" if character else "it has none"
+        super().__init__(
+            f"an invoice number is digits and Latin letters, optionally grouped with spaces or hyphens; {problem}",
+            field="invoice_number",
+            character=character,
+        )
+
+
 class IdempotencyKeyReused(LedgerError):
     code, status = "idempotency_key_reused", 422
 
@@ -84,6 +99,27 @@ class InsufficientBalance(Conflict):
 
 class InvoiceAlreadyRedeemed(Conflict):
     code = "invoice_already_redeemed"
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
+
+
+class ClaimExpired(Conflict):
+    """A claim the enterprise neither confirmed nor refused in time is void: it holds the invoice no longer."""
+
+    code = "claim_expired"
+
+    def __init__(self, redemption_id: int, ttl_s: int) -> None:
+        super().__init__(
+            f"claim {redemption_id} expired: claims not confirmed within {_duration(ttl_s)} are void; "
+            "the provider may claim the invoice again",
+            redemption_id=redemption_id,
+            ttl_s=ttl_s,
+        )
 
 
 class ExceedsSubsidy(Conflict):
@@ -151,6 +187,20 @@ class TransactionDropped(ChainError):
     """The node would not take a stored transaction, or its nonce went to another one: it will never be mined."""
 
     code = "transaction_dropped"
+
+
+class NonceSpent(ChainError):
+    """The node refused a transaction because its signer's key already used that nonce (sent outside the service).
+    The pipeline signs the same call again at the chain's next nonce once; this is the answer if that fails too."""
+
+    code = "nonce_spent"
+
+    def __init__(self, tx_hash: str, node_message: str) -> None:
+        super().__init__(
+            f"the node refused transaction {tx_hash}: its nonce was already used by another transaction of the same "
+            f"key ({node_message})",
+            tx_hash=tx_hash,
+        )
 
 
 # ---------------------------------------------------------------- settlement

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     stuck_after_s: float = Field(default=30.0, gt=0)
     # Consents expire this long after the enterprise confirms.
     consent_ttl_s: int = 3600
+    # A claim the enterprise has neither confirmed nor refused this long is void (status "expired"): a pending
+    # claim must not hold an invoice forever.
+    claim_ttl_s: int = Field(default=3 * 86400, gt=0)
     # Requests per minute per API key on the claim and application endpoints; 0 disables the limit.
     rate_limit_per_minute: int = 0
     max_body_bytes: int = 64 * 1024
@@ -83,7 +86,7 @@ class Settings(BaseSettings):
         if self.master_key is not None:
             return bytes.fromhex(self.master_key.get_secret_value().removeprefix("0x"))
         path = self.data_dir / MASTER_KEY_FILE
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # build_context tightens an older folder
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

@@ -2,7 +2,8 @@
 pragma solidity ^0.8.24;
 
 import {ERC1155} from "@openzeppelin/contracts/token/ERC1155/ERC1155.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
@@ -11,8 +12,9 @@ import {IComputeVoucher} from "./IComputeVoucher.sol";
 
 /// @title ComputeVoucher: non-transferable compute vouchers (算力券), one ERC-1155 id per programme
 /// @notice Enterprises receive vouchers from issuers and approved providers burn them against paid invoices
-/// with the enterprise's EIP-712 consent. Nothing ever moves between two holders.
-contract ComputeVoucher is IComputeVoucher, ERC1155, AccessControl, Pausable, EIP712 {
+/// with the enterprise's EIP-712 consent. Nothing ever moves between two holders. There is exactly one admin,
+/// handed over in two steps with a delay: the ledger can never be left without one by a single transaction.
+contract ComputeVoucher is IComputeVoucher, ERC1155, AccessControlDefaultAdminRules, Pausable, EIP712 {
     bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
     bytes32 public constant FINANCE_ROLE = keccak256("FINANCE_ROLE");
     bytes32 public constant SUPERVISOR_ROLE = keccak256("SUPERVISOR_ROLE");
@@ -26,6 +28,12 @@ contract ComputeVoucher is IComputeVoucher, ERC1155, AccessControl, Pausable, EI
     /// @dev ERC-5633 (soulbound multi-token) interface id: bytes4(keccak256("isSoulbound(uint256)")).
     bytes4 private constant _ERC5633_INTERFACE_ID = 0x911ec470;
     uint256 private constant _BPS = 10_000;
+    /// @dev Wait between scheduling an admin handover (or renouncing) and its taking effect: a handover
+    /// scheduled on a Friday evening is still pending on Monday morning, so supervisors watching
+    /// DefaultAdminTransferScheduled can raise it before it lands. The admin may change it (itself delayed).
+    uint48 private constant _ADMIN_TRANSFER_DELAY = 3 days;
+    /// @dev Freeze reason code of a key retired by migrateHolder (the service's rotation uses the same code).
+    uint32 private constant _RETIRED_REASON = 900;
 
     struct Account {
         Kind kind;
@@ -43,10 +51,11 @@ contract ComputeVoucher is IComputeVoucher, ERC1155, AccessControl, Pausable, EI
     mapping(address enterprise => mapping(uint256 word => uint256 bits)) private _nonceBitmap;
     mapping(bytes32 digest => uint256 timestamp) private _anchors;
 
-    constructor(address admin, string memory uri_) ERC1155(uri_) EIP712("ComputeVoucher", "1") {
-        if (admin == address(0)) revert ZeroAddress();
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-    }
+    constructor(address admin, string memory uri_)
+        ERC1155(uri_)
+        AccessControlDefaultAdminRules(_ADMIN_TRANSFER_DELAY, admin)
+        EIP712("ComputeVoucher", "1")
+    {} // the admin rules refuse a zero admin (AccessControlInvalidDefaultAdmin)
 
     // ------------------------------------------------------------------ participants
 
@@ -224,6 +233,11 @@ contract ComputeVoucher is IComputeVoucher, ERC1155, AccessControl, Pausable, EI
         _requireKind(from, Kind.Enterprise);
         _requireActive(to, Kind.Enterprise);
         if (from == to) revert MigrationTargetInvalid(from, to);
+        // The retired key keeps no cap use: left active, it could be issued a second cap's worth.
+        if (!_accounts[from].frozen) {
+            _accounts[from].frozen = true;
+            emit AccountFrozen(from, _RETIRED_REASON, _msgSender());
+        }
         for (uint256 i = 0; i < programmeIds.length; ++i) {
             uint256 id = programmeIds[i];
             // The target is a fresh key: its own issuance would add to the cap it inherits.
@@ -341,7 +355,12 @@ contract ComputeVoucher is IComputeVoucher, ERC1155, AccessControl, Pausable, EI
     }
 
     /// @inheritdoc ERC1155
-    function supportsInterface(bytes4 interfaceId) public view override(ERC1155, AccessControl) returns (bool) {
+    function supportsInterface(bytes4 interfaceId)
+        public
+        view
+        override(ERC1155, AccessControlDefaultAdminRules)
+        returns (bool)
+    {
         return interfaceId == _ERC5633_INTERFACE_ID || super.supportsInterface(interfaceId);
     }
 

@@ -62,7 +62,8 @@ interface IComputeVoucher {
     /// @notice `account` was registered as `kind`; `ref` is the off-chain participant reference.
     event ParticipantRegistered(address indexed account, Kind kind, bytes32 ref);
 
-    /// @notice `account` was frozen by a supervisor; `reasonCode` says why.
+    /// @notice `account` was frozen by a supervisor, or by the admin's `migrateHolder` retiring it (reason 900);
+    /// `reasonCode` says why.
     event AccountFrozen(address indexed account, uint32 reasonCode, address indexed by);
 
     /// @notice `account` was unfrozen.
@@ -249,7 +250,8 @@ interface IComputeVoucher {
     function revoke(uint256 programmeId, address holder, uint256 amount, uint32 reasonCode) external;
 
     /// @notice Moves `from`'s whole balance and issued total of each programme to `to`, a fresh managed key
-    /// replacing it (e.g. after a suspected compromise). Admin only.
+    /// replacing it (e.g. after a suspected compromise), and freezes `from` (AccountFrozen, reason 900) unless it
+    /// already is, so the retired key can neither redeem nor be issued a second cap. Admin only.
     function migrateHolder(address from, address to, uint256[] calldata programmeIds) external;
 
     /// @notice Records `digest` of kind `kind` on chain. Finance or supervisor.

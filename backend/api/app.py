@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.api.hardening import SecurityHeaders, add_local_docs, security_headers
 from backend.api.idempotency import error_json
 from backend.api.routes import (
     applications,
@@ -126,6 +127,9 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
         version="0.1.0",
         description="Compute vouchers (算力券): issuance, provider redemption and supervision. Amounts in fen.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by add_local_docs, never from a CDN
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         responses={
             400: {"model": ErrorResponse},
             401: {"model": ErrorResponse},
@@ -151,6 +155,7 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
     )
     for module in routers:
         app.include_router(module.router)
+    add_local_docs(app)
 
     @app.get("/v1/health", tags=["health"])
     def health(request: Request) -> dict[str, Any]:
@@ -201,7 +206,7 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected %s while handling a request", type(exc).__name__)
         return JSONResponse(
             {
@@ -212,7 +217,9 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
                 }
             },
             status_code=500,
+            headers=security_headers(request.url.path),  # sent from outside every middleware: add them here
         )
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: the body limit's 413 gets the headers too
     return app

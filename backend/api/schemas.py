@@ -7,7 +7,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from backend.text import unsafe_character
 
 # Amounts and ratios are JSON integers, strictly: not 1.5, not 100.0, not "100", not true.
 Fen = Annotated[int, Field(gt=0, le=10**15, strict=True, description="amount in fen (¥0.01)")]
@@ -32,7 +35,24 @@ Role = Literal["admin", "issuer", "finance", "supervisor", "enterprise", "provid
 
 
 class Body(BaseModel):
+    """Every request body. Its text, in every field of every subclass, is free of control and invisible
+    formatting characters (NUL, ESC, the RTL override, zero-width spaces): they would reach exports and consoles."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _visible_text_only(cls, value: Any) -> Any:
+        texts = value if isinstance(value, list) else [value]
+        for text in texts:
+            if isinstance(text, str) and (char := unsafe_character(text)) is not None:
+                # Names the character by its code point: the 422 never carries the text itself.
+                raise PydanticCustomError(
+                    "unsafe_characters",
+                    "must not contain control or invisible formatting characters ({character} found)",
+                    {"character": char},
+                )
+        return value
 
 
 class EnterpriseCreate(Body):
@@ -169,7 +189,9 @@ class RedemptionCreate(Body):
     invoice_number: str = Field(min_length=1, max_length=64)
     invoice_amount: Fen
     category: Category
-    amount: Fen | None = Field(default=None, description="subsidy asked; default: the ratio's share, up to the balance")
+    amount: Fen | None = Field(
+        default=None, description="subsidy asked; default: the ratio's share of the invoice (the balance must cover it)"
+    )
 
 
 class RedemptionPublic(BaseModel):

@@ -3,13 +3,16 @@
 1. Dry-run it (eth_estimateGas): a refusal is decoded into a domain error before any nonce is used.
 2. Reserve the signer's next nonce in the database (atomic UPDATE ... RETURNING: safe across threads and
    worker processes), sign locally and store the signed transaction, in one short database transaction.
-3. Broadcast. "already known" means the node has it: success, not an error.
+3. Broadcast. "already known" means the node has it: success, not an error. "nonce too low" for a transaction
+   never mined means the key was used outside the service: the same call is signed again at the chain's next
+   nonce, stored in place of the refused one (before it is sent), and sent once more.
 4. Wait for the receipt; check `status`; a revert is replayed to recover its custom error.
 A transaction without a receipt in time stays tracked: the monitor rebroadcasts and resolves it later.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -19,17 +22,16 @@ from typing import Any
 
 import rlp
 from sqlalchemy import insert, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from backend.chain import nonces
 from backend.chain.rpc import Rpc, RpcError
 from backend.db import session_scope
-from backend.errors import ChainError, LedgerError, NodeUnavailable, TransactionPending
+from backend.errors import ChainError, LedgerError, NodeUnavailable, NonceSpent, TransactionPending
 from backend.faults import crash_point
 from backend.keystore import Signer
-from backend.models import ChainTx, SignerNonce, utcnow
+from backend.models import ChainTx, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +130,8 @@ class TxPipeline:
 
     def store(self, s: Session, sender: str, to: str, data: str, *, gas: int, kind: str, ref: str) -> StoredTx:
         """Reserves the nonce, signs and stores, inside the caller's database transaction (after `prepare`)."""
-        nonce = self._reserve_nonce(s, sender)
-        tx = {"to": to, "data": data, "gas": gas, "gasPrice": 0, "nonce": nonce, "chainId": self._chain_id}
-        raw, tx_hash = self._signer.sign_transaction(sender, tx)
+        nonce = nonces.reserve(s.connection(), sender)
+        raw, tx_hash = self._sign(sender, to, data, gas=gas, nonce=nonce)
         # A Core insert: the ORM's unit of work cost three times as much on this hot path.
         s.connection().execute(
             insert(ChainTx).values(signer=sender, nonce=nonce, tx_hash=tx_hash, raw=raw, kind=kind, ref=ref)
@@ -138,9 +139,17 @@ class TxPipeline:
         return StoredTx(tx_hash=tx_hash, raw=raw, sender=sender, to=to, data=data, kind=kind)
 
     def send_and_wait(self, stored: StoredTx, wait_s: float | None = None) -> dict[str, Any]:
-        """Broadcasts a stored transaction and waits for its receipt; raises TransactionPending on time-out."""
+        """Broadcasts a stored transaction and waits for its receipt; raises TransactionPending on time-out.
+        The receipt may be a re-signed successor's (its nonce was spent outside): `outcome` follows the receipt."""
         self._watcher.expect(stored.tx_hash)
-        if not self.broadcast(stored.raw, stored.tx_hash):  # stored: the monitor sends it when the node is back
+        try:
+            sent = self.broadcast(stored.raw, stored.tx_hash)
+        except NonceSpent as spent:
+            self._watcher.forget(stored.tx_hash)
+            stored = self._renew(stored, spent)
+            self._watcher.expect(stored.tx_hash)
+            sent = self.broadcast(stored.raw, stored.tx_hash)  # once: refused again, the caller gets NonceSpent
+        if not sent:  # stored: the monitor sends it when the node is back
             raise TransactionPending(
                 f"the chain node did not answer; transaction {stored.tx_hash} is stored and will be sent",
                 tx_hash=stored.tx_hash,
@@ -157,13 +166,13 @@ class TxPipeline:
 
     def outcome(self, stored: StoredTx, receipt: dict[str, Any]) -> TxOutcome | LedgerError:
         """What the receipt means: the outcome, or for a revert the decoded error (replayed at its block)."""
-        block = int(receipt["blockNumber"], 16)
+        block, tx_hash = int(receipt["blockNumber"], 16), str(receipt["transactionHash"])
         if int(receipt["status"], 16) != 1:
             error = self._replay_error(stored.sender, stored.to, stored.data, block)
-            error.details.update(tx_hash=stored.tx_hash, block_number=block)
+            error.details.update(tx_hash=tx_hash, block_number=block)
             return error
         return TxOutcome(
-            tx_hash=stored.tx_hash,
+            tx_hash=tx_hash,
             block_number=block,
             block_hash=str(receipt["blockHash"]),
             gas_used=int(receipt["gasUsed"], 16),
@@ -174,11 +183,12 @@ class TxPipeline:
         """Stores the outcome on the transaction's row, inside the caller's database transaction."""
         error = result if isinstance(result, LedgerError) else None
         block = None if error else result.block_number  # type: ignore[union-attr]
+        tx_hash = stored.tx_hash if error else result.tx_hash  # type: ignore[union-attr]
         if error is not None:
-            block = error.details.get("block_number")
+            block, tx_hash = error.details.get("block_number"), error.details.get("tx_hash", tx_hash)
         s.connection().execute(
             update(ChainTx)
-            .where(col(ChainTx.tx_hash) == stored.tx_hash)
+            .where(col(ChainTx.tx_hash) == tx_hash)
             .values(
                 status="reverted" if error else "confirmed",
                 block_number=block,
@@ -199,10 +209,32 @@ class TxPipeline:
             message = exc.message.lower()
             if any(k in message for k in _KNOWN):
                 return True
-            if "nonce too low" in message and self.rpc.receipt(tx_hash) is not None:
-                return True  # an earlier broadcast of this very transaction was mined
+            if "nonce too low" in message:
+                if self.rpc.receipt(tx_hash) is not None:
+                    return True  # an earlier broadcast of this very transaction was mined
+                raise NonceSpent(tx_hash, exc.message) from None
             raise ChainError(f"the node refused transaction {tx_hash}: {exc.message}", tx_hash=tx_hash) from None
         return True
+
+    def _sign(self, sender: str, to: str, data: str, *, gas: int, nonce: int) -> tuple[bytes, str]:
+        tx = {"value": 0, "to": to, "data": data, "gas": gas, "gasPrice": 0, "nonce": nonce, "chainId": self._chain_id}
+        return self._signer.sign_transaction(sender, tx)
+
+    def _renew(self, stored: StoredTx, spent: NonceSpent) -> StoredTx:
+        """`stored` never ran and its nonce is gone: the same call, signed at the chain's next nonce, takes its
+        place in the database (with every record naming it) before anything is sent."""
+        chain_next = self.rpc.pending_nonce(stored.sender)
+        gas = int.from_bytes(rlp.decode(stored.raw)[2], "big")
+        with session_scope(self._engine) as s:
+            conn = s.connection()
+            nonce = nonces.reserve(conn, stored.sender, at_least=chain_next)
+            raw, tx_hash = self._sign(stored.sender, stored.to, stored.data, gas=gas, nonce=nonce)
+            if not nonces.replace_unsent(conn, stored.tx_hash, nonce=nonce, raw=raw, tx_hash=tx_hash):
+                raise spent  # rolls the reservation back: the monitor already gave the transaction up
+        log.warning(
+            "%s's nonce was used outside the service: %s signed again as %s", stored.sender, stored.tx_hash, tx_hash
+        )
+        return dataclasses.replace(stored, tx_hash=tx_hash, raw=raw)
 
     def _replay_error(self, sender: str, to: str, data: str, block: int) -> LedgerError:
         try:
@@ -216,31 +248,11 @@ class TxPipeline:
         """First use of a signer in this process: make sure its nonce row exists (chain's count if new)."""
         if sender in self._ready:
             return
-        chain_nonce = self.rpc.pending_nonce(sender)
+        chain_next = self.rpc.pending_nonce(sender)
         with session_scope(self._engine) as s:
-            dialect = s.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            s.exec(insert(SignerNonce).values(address=sender, next_nonce=chain_nonce).on_conflict_do_nothing())
-            row = s.get(SignerNonce, sender)
-            if row is not None and row.next_nonce < chain_nonce:
-                row.next_nonce = chain_nonce  # someone else used this key: never reuse a nonce it spent
+            nonces.ensure_row(s, sender, chain_next)
         with self._ready_lock:
             self._ready.add(sender)
-
-    @staticmethod
-    def _reserve_nonce(s: Session, sender: str) -> int:
-        result = (
-            s.connection()
-            .execute(
-                update(SignerNonce)
-                .where(col(SignerNonce.address) == sender)
-                .values(next_nonce=SignerNonce.next_nonce + 1)
-                .returning(col(SignerNonce.next_nonce))
-            )
-            .first()
-        )
-        assert result is not None, "signer has no nonce row; prepare() creates it before store()"
-        return int(result[0]) - 1
 
     @property
     def engine(self) -> Engine:
@@ -252,9 +264,7 @@ class TxPipeline:
         ones can be mined. Signing is deterministic: the same nonce always gives the same bytes, so a filler
         needs no row of its own."""
         to, data = (self._filler_to, PAUSED_SELECTOR) if self._filler_to else (sender, "0x")
-        tx = {"to": to, "value": 0, "data": data, "gas": 40_000, "gasPrice": 0, "nonce": nonce,
-              "chainId": self._chain_id}  # fmt: skip
-        return self._signer.sign_transaction(sender, tx)
+        return self._sign(sender, to, data, gas=40_000, nonce=nonce)
 
     def forget_signers(self) -> None:
         """After a node restart, re-read every signer's nonce from the chain before its next use."""

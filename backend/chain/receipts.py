@@ -48,6 +48,11 @@ class ReceiptWatcher:
         with self._lock:
             self._waiting.setdefault(tx_hash.lower(), (threading.Event(), []))
 
+    def forget(self, tx_hash: str) -> None:
+        """Drops interest in a transaction that will never be sent (signed again in its place)."""
+        with self._lock:
+            self._waiting.pop(tx_hash.lower(), None)
+
     def wait(self, tx_hash: str, timeout: float) -> dict[str, Any] | None:
         key = tx_hash.lower()
         self.expect(key)

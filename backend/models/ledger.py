@@ -104,7 +104,7 @@ class Redemption(SQLModel, table=True):
     invoice_amount: int = big_int()  # type: ignore[assignment]
     category: int
     amount: int = big_int()  # type: ignore[assignment]
-    # pending -> submitting -> confirmed | failed ; pending -> refused
+    # pending -> submitting -> confirmed | failed ; pending -> refused | expired (not confirmed in time)
     status: str = Field(default="pending", index=True)
     consent_nonce: int | None = big_int(default=None)  # type: ignore[assignment]
     deadline: int | None = big_int(default=None)  # type: ignore[assignment]
@@ -131,9 +131,15 @@ class Adjustment(SQLModel, table=True):
 
 
 class InvoiceClaim(SQLModel, table=True):
-    """At most one live claim per invoice: the row exists while a claim is pending, submitting or confirmed."""
+    """At most one live claim per invoice and provider: the row exists while the claim is pending (until it
+    expires), submitting or confirmed. Another provider's claim on the same invoice is not blocked here, or a
+    pending claim could lock an invoice away from the provider who really served it: the contract's single use
+    of the invoice hash decides between them."""
 
+    # A new table: the earlier one ("invoiceclaim") was keyed by the invoice alone; it is left unused.
+    __tablename__ = "invoice_claim"
     invoice_hash: str = Field(primary_key=True)
+    provider_id: int = Field(foreign_key="participant.id", primary_key=True)
     redemption_id: int = Field(foreign_key="redemption.id")
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,7 +24,8 @@ from backend.chain.rpc import Rpc
 from backend.db import init_db, make_engines
 from backend.errors import NodeUnavailable, NotFound
 from backend.keystore import EncryptedKeyStore
-from backend.models import ApiKey, FormerAddress
+from backend.models import ApiKey, FormerAddress, utcnow
+from backend.private_files import private_dir
 from backend.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class Context:
     watcher: ReceiptWatcher
     reader: Engine | None = None  # read-only sessions; the writer when not set
     extras: dict[str, object] = field(default_factory=dict)
+    # The service's wall clock (claims expire by it); tests move it instead of waiting days.
+    clock: Callable[[], datetime] = field(default=utcnow)
 
     def read(self) -> Session:
         """A session for reads only (on SQLite it never takes the write lock)."""
@@ -101,6 +105,8 @@ def _check_chain(rpc: Rpc, rpc_url: str, deployment: Deployment, settings: Setti
 
 def build_context(settings: Settings) -> Context:
     deployment = _load_deployment(settings)
+    private_dir(settings.data_dir)  # before the database and the keys are written into it
+    admin = admin_account(settings.data_dir)  # refused (key file open to others) before anything is opened
     rpc_url = settings.rpc_url or deployment.rpc_url
     rpc = Rpc(rpc_url, token=settings.node_token())
     try:
@@ -113,7 +119,6 @@ def build_context(settings: Settings) -> Context:
     with _bootstrap_lock(settings.data_dir):
         init_db(engine)
         keys = EncryptedKeyStore(engine, settings.master_key_bytes())
-        admin = admin_account(settings.data_dir)
         keys.adopt(admin)
         watcher = ReceiptWatcher(rpc)
         watcher.start()
@@ -159,8 +164,8 @@ def _sync_allowlist(engine: Engine, keys: EncryptedKeyStore, chain: VoucherChain
 
 @contextmanager
 def _bootstrap_lock(data_dir: Path) -> Iterator[None]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "bootstrap.lock", "w") as f:
+    fd = os.open(data_dir / "bootstrap.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -177,7 +182,8 @@ def ensure_admin_api_key(ctx: Context) -> Path | None:
             return None
     key = create_api_key(ctx, role="admin", participant_id=None, label="bootstrap admin")
     path = ctx.settings.data_dir / ADMIN_API_KEY_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an older install keeps its mode through O_TRUNC
     with os.fdopen(fd, "w") as f:
         f.write(key.secret + "\n")
     log.info("bootstrap admin API key written to %s", path)

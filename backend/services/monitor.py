@@ -9,7 +9,16 @@ from backend.chain import recovery
 from backend.chain.pipeline import TxOutcome
 from backend.errors import LedgerError, NodeUnavailable
 from backend.models import ChainTx
-from backend.services import applications, participants, programmes, redemptions, rotation, settlements, supervision
+from backend.services import (
+    applications,
+    invoice_claims,
+    participants,
+    programmes,
+    redemptions,
+    rotation,
+    settlements,
+    supervision,
+)
 from backend.services.background import Periodic
 from backend.services.context import Context
 
@@ -84,7 +93,8 @@ def recover(ctx: Context) -> int:
 
 
 class Monitor(Periodic):
-    """Finishes late transactions every pass, and looks for node faults every RECOVER_EVERY passes."""
+    """Finishes late transactions every pass; looks for node faults, and voids expired claims, every RECOVER_EVERY
+    passes."""
 
     name = "tx-monitor"
 
@@ -95,5 +105,6 @@ class Monitor(Periodic):
     def step(self) -> None:
         if self._passes % RECOVER_EVERY == 0:
             recover(self._ctx)
+            invoice_claims.void_expired(self._ctx)
         self._passes += 1
         sweep(self._ctx)

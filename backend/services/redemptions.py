@@ -1,11 +1,10 @@
 """Redemption: a provider claims against a paid invoice; the enterprise confirms (its managed key signs the
-EIP-712 consent) or refuses; the provider's managed key submits the burn. One live claim per invoice."""
+EIP-712 consent) or refuses; the provider's managed key submits the burn. One live claim per invoice and provider
+(invoice_claims); a claim not confirmed in time expires."""
 
 from __future__ import annotations
 
-from eth_utils.crypto import keccak
-from sqlalchemy import Table, delete, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, update
 from sqlmodel import Session, col, select
 
 from backend.chain.consent import Redemption as Consent
@@ -28,25 +27,22 @@ from backend.errors import (
     RelatedParty,
 )
 from backend.faults import crash_point
-from backend.models import InvoiceClaim, Participant, Programme, ProgrammeProvider, Redemption, unix_time, utcnow
+from backend.invoices import canonical, invoice_hash
+from backend.models import Participant, Programme, ProgrammeProvider, Redemption, unix_time, utcnow
 from backend.models import RelatedParty as RelatedPartyRow
 from backend.money import yuan
-from backend.services import resume
+from backend.services import invoice_claims, resume
 from backend.services.context import Context
 from backend.services.participants import CATEGORIES
 
-MAX_INVOICE_FEN = 10**15
+MAX_INVOICE_FEN = 10**15  # ¥10 trillion: anything larger is a typo, not an invoice
 # A redeem burns about 93k-110k gas; a fixed limit skips the dry run on the hot path (gas is free here, and a
 # refusal the claim checks did not foresee is mined, replayed and decoded like any other).
 REDEEM_GAS = 200_000
 # Plain tables for Core statements on the redemption hot path (the ORM's unit of work cost 3x as much).
 _REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
-_PARTICIPANTS: Table = Participant.__table__  # type: ignore[attr-defined]  # ¥10 trillion: anything larger is a typo, not an invoice
-
-
-def invoice_hash(invoice_number: str) -> str:
-    normalized = "".join(invoice_number.split()).upper()
-    return "0x" + keccak(text=f"invoice:{normalized}").hex()
+_PARTICIPANTS: Table = Participant.__table__  # type: ignore[attr-defined]
+_NOT_COVERED = "the enterprise's vouchers no longer covered the claim when it was confirmed"
 
 
 def claim(
@@ -64,8 +60,7 @@ def claim(
         raise InvalidInput(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}", field="category")
     if not 0 < invoice_amount <= MAX_INVOICE_FEN:
         raise InvalidInput("invoice_amount must be a positive amount in fen", field="invoice_amount")
-    if not invoice_number.strip():
-        raise InvalidInput("invoice_number is required", field="invoice_number")
+    number = canonical(invoice_number)  # InvalidInvoiceNumber: look-alike characters would make a second hash
     with ctx.read() as s:
         provider = s.get(Participant, provider_id)
         enterprise = s.get(Participant, enterprise_id)
@@ -86,7 +81,7 @@ def claim(
         raise CategoryNotAllowed(f"{category} compute is outside programme {programme_id}'s scope")
     if related:
         raise RelatedParty("the provider is a declared related party of the enterprise: no subsidy")
-    digest = invoice_hash(invoice_number)
+    digest = invoice_hash(number)
     (balance, used, paused), now = ctx.chain.call_many(
         [
             ("balanceOf", (enterprise.address, programme_id)),
@@ -100,7 +95,8 @@ def claim(
     if now >= unix_time(programme.valid_until):
         raise ProgrammeExpired(f"programme {programme_id} has expired: its vouchers can no longer be redeemed")
     subsidy = invoice_amount * programme.ratio_bps // 10_000
-    if amount is not None and not 0 < amount <= subsidy:
+    amount = subsidy if amount is None else amount
+    if not 0 < amount <= subsidy:
         raise ExceedsSubsidy(
             f"{yuan(amount)} exceeds the subsidy share {yuan(subsidy)} of this invoice "
             f"({programme.ratio_bps / 100:g}% of {yuan(invoice_amount)})",
@@ -109,31 +105,27 @@ def claim(
     if paused:
         raise LedgerPaused("the ledger is paused by its supervisors: no redemptions until it resumes")
     if used:
-        raise InvoiceAlreadyRedeemed(f"invoice {invoice_number} was already subsidised")
-    amount = min(subsidy, balance) if amount is None else amount
-    if amount <= 0 or amount > balance:
-        raise InsufficientBalance(f"the enterprise holds {yuan(balance)} of programme {programme_id}", balance=balance)
+        raise InvoiceAlreadyRedeemed(f"invoice {number} was already subsidised")
+    if amount > balance:  # the provider learns no more than that: the figure is the enterprise's own business
+        raise InsufficientBalance(f"the enterprise's vouchers of programme {programme_id} do not cover {yuan(amount)}")
+    stamp = ctx.clock()
     values = {
         "provider_id": provider_id,
         "enterprise_id": enterprise_id,
         "programme_id": programme_id,
-        "invoice_number": invoice_number.strip(),
+        "invoice_number": number,
         "invoice_hash": digest,
         "invoice_amount": invoice_amount,
         "category": CATEGORIES[category],
         "amount": amount,
+        "created_at": stamp,
+        "updated_at": stamp,
     }
-    with ctx.write() as s:
-        conn = s.connection()  # Core statements: the hot path avoids the ORM's unit of work
-        try:
-            row = conn.execute(insert(Redemption).values(**values).returning(*_REDEMPTIONS.c)).one()
-            conn.execute(insert(InvoiceClaim).values(invoice_hash=digest, redemption_id=row.id))
-            s.commit()
-        except IntegrityError:
-            s.rollback()
-            if (mine := _resumed_claim(ctx, digest, provider_id)) is not None:
-                return mine
-            raise InvoiceAlreadyRedeemed(f"invoice {invoice_number} already has a claim") from None
+    row = invoice_claims.store(ctx, values)
+    if row is None:
+        if (mine := _resumed_claim(ctx, digest, provider_id)) is not None:
+            return mine
+        raise InvoiceAlreadyRedeemed(f"invoice {number} already has a claim of yours, pending or being confirmed")
     crash_point("claim.stored")
     return Redemption.model_validate(row._asdict())
 
@@ -143,10 +135,8 @@ def _resumed_claim(ctx: Context, digest: str, provider_id: int) -> Redemption | 
     since = resume.resumed_since()
     if since is None:
         return None
-    with ctx.read() as s:
-        held = s.get(InvoiceClaim, digest)
-        row = s.get(Redemption, held.redemption_id) if held is not None else None
-    if row is None or row.provider_id != provider_id or unix_time(row.created_at) < unix_time(since):
+    row = invoice_claims.held_by(ctx, digest, provider_id)
+    if row is None or unix_time(row.created_at) < unix_time(since):
         return None
     return row
 
@@ -176,17 +166,19 @@ def list_for(
 
 
 def refuse(ctx: Context, *, redemption_id: int, reason: str) -> Redemption:
+    current = get(ctx, redemption_id)
+    invoice_claims.ensure_live(ctx, redemption_id, current.status, current.created_at)
     with ctx.write() as s:
-        taken = s.exec(
-            update(Redemption)
-            .where(col(Redemption.id) == redemption_id, col(Redemption.status) == "pending")
+        conn = s.connection()
+        row = conn.execute(
+            update(_REDEMPTIONS)
+            .where(_REDEMPTIONS.c.id == redemption_id, _REDEMPTIONS.c.status == "pending")
             .values(status="refused", error_code="refused_by_enterprise", error_message=reason, updated_at=utcnow())
-        ).rowcount
-        if taken != 1:
+            .returning(_REDEMPTIONS.c.invoice_hash, _REDEMPTIONS.c.provider_id)
+        ).first()
+        if row is None:
             raise InvalidState(f"redemption {redemption_id} is not pending")
-        claim_row = s.exec(select(InvoiceClaim).where(InvoiceClaim.redemption_id == redemption_id)).first()
-        if claim_row is not None:
-            s.delete(claim_row)
+        invoice_claims.release(conn, row.invoice_hash, row.provider_id, redemption_id)
         s.commit()
     return get(ctx, redemption_id)
 
@@ -203,16 +195,14 @@ def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
         role: select(party.c.address).where(party.c.id == column).scalar_subquery()
         for role, column in (("enterprise", _REDEMPTIONS.c.enterprise_id), ("provider", _REDEMPTIONS.c.provider_id))
     }
+    query = select(address_of["enterprise"], address_of["provider"], _REDEMPTIONS.c.status, _REDEMPTIONS.c.created_at)
     with ctx.read() as s:
-        found = (
-            s.connection()
-            .execute(select(address_of["enterprise"], address_of["provider"]).where(_REDEMPTIONS.c.id == redemption_id))
-            .first()
-        )
+        found = s.connection().execute(query.where(_REDEMPTIONS.c.id == redemption_id)).first()
     if found is None:
         raise NotFound("redemption", redemption_id)
     if resume.resumed_since() is not None and (current := get(ctx, redemption_id)).status != "pending":
         return _resume_confirm(ctx, current)
+    invoice_claims.ensure_live(ctx, redemption_id, found.status, found.created_at)  # ClaimExpired
     enterprise, provider = str(found[0]), str(found[1])
     ctx.keys.load(enterprise)
     ctx.pipeline.prepare(provider)
@@ -297,7 +287,10 @@ def _finish(s: Session, redemption_id: int, result: TxOutcome | LedgerError) -> 
     if isinstance(result, TxOutcome):
         changes = {"status": "confirmed", "tx_hash": result.tx_hash, "block_number": result.block_number}
     else:
-        changes = {"status": "failed", "error_code": result.code, "error_message": result.message}
+        # The provider reads this row too: the enterprise's balance stays out of it (the enterprise, confirming,
+        # was told the figure in its own answer).
+        message = _NOT_COVERED if isinstance(result, InsufficientBalance) else result.message
+        changes = {"status": "failed", "error_code": result.code, "error_message": message}
     row = conn.execute(
         update(Redemption)
         .where(col(Redemption.id) == redemption_id, col(Redemption.status) == "submitting")
@@ -314,9 +307,5 @@ def _finish(s: Session, redemption_id: int, result: TxOutcome | LedgerError) -> 
             .values(first_redemption_at=utcnow())
         )
     else:
-        conn.execute(
-            delete(InvoiceClaim).where(
-                col(InvoiceClaim.invoice_hash) == row.invoice_hash, col(InvoiceClaim.redemption_id) == redemption_id
-            )
-        )
+        invoice_claims.release(conn, row.invoice_hash, row.provider_id, redemption_id)
     return Redemption.model_validate(row._asdict())

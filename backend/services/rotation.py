@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 KIND, MIGRATE_KIND = "rotate_key", "rotate_key_migrate"  # a rotation's transactions; ref: the FormerAddress id
 KINDS = (KIND, MIGRATE_KIND)
-RETIRED_REASON = 900  # freeze reason code on chain: "managed key retired by rotation"
+RETIRED_REASON = 900  # freeze reason code on chain: "managed key retired" (migrateHolder uses it too)
 _locks: dict[int, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -122,6 +122,8 @@ def _run(ctx: Context, row: FormerAddress, *, wait_s: float | None) -> FormerAdd
         return int(chain.call("participant", new)[0]) != 0
 
     on_chain_kind = ENTERPRISE if participant.kind == "enterprise" else PROVIDER
+    # migrateHolder freezes the old key too, but only at the move: this closes the window before it (a late
+    # issuance into a programme not in the move's list), and providers and empty enterprises have no move.
     _step("freeze the old key", partial(frozen, old), partial(send, supervisor, "freeze", old, RETIRED_REASON))
     _step(
         "register the new key",

@@ -60,8 +60,11 @@ def test_claim_computes_subsidy_from_ratio_and_confirm_burns_on_chain(api: Api, 
     assert chain.programme(parties.programme["id"]).redeemed == 10_000_00
 
 
-def test_claim_is_capped_by_the_balance(api: Api, parties: Parties) -> None:
-    claim = api.ok(_claim(parties, invoice_amount=1_000_000_00), 201)
+def test_claim_beyond_the_balance_is_refused_and_a_smaller_amount_may_be_asked(api: Api, parties: Parties) -> None:
+    # The default is the ratio's share, never quietly cut to the balance: that would tell the provider the balance.
+    refused = _claim(parties, invoice_amount=1_000_000_00)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "insufficient_balance")
+    claim = api.ok(_claim(parties, invoice_amount=1_000_000_00, amount=100_000_00), 201)
     assert claim["amount"] == 100_000_00
 
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -175,13 +175,17 @@ def test_csv_export_holds_the_same_lines_and_totals_and_carries_the_digest(api: 
 
 
 def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised(api: Api, parties: Parties) -> None:
-    number = f'=HYPERLINK("http://x","{invoice_number()}")'
-    parties.redeem(number=number)
+    # Invoice numbers are digits and letters; an enterprise's name is free text, and the export carries it.
+    name = f'=HYPERLINK("http://x","{uuid.uuid4().hex}")'
+    enterprise = api.enterprise(name=name)
+    api.fund(enterprise, parties.programme["id"], 100_000_00)
+    as_enterprise = api.as_(api.key_for("enterprise", enterprise["id"]))
+    replace(parties, enterprise=enterprise, as_enterprise=as_enterprise).redeem()
     batch = api.ok(parties.submit(), 201)
-    assert batch["lines"][0]["invoice_number"] == number  # the JSON document keeps the invoice number as claimed
+    assert batch["lines"][0]["enterprise"]["name"] == name  # the JSON document keeps the name as registered
     response = parties.as_provider.get(f"/v1/settlements/{batch['id']}/export", format="csv")
     lines, _ = _csv(response.content.decode("utf-8-sig"))
-    assert lines[0]["invoice_number"] == "'" + number
+    assert lines[0]["enterprise_name"] == "'" + name
 
 
 def test_frozen_provider_is_neither_settled_nor_approved(api: Api, parties: Parties) -> None:

@@ -87,6 +87,7 @@ def clean_chain(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pyte
     ev["VoucherRevoked"] += 1
     ledger.send(f.migrateHolder(e3.address, e4.address, [a, b]), ledger.admin)  # e3 holds only programme a
     ev["VoucherMigrated"] += 1
+    ev["AccountFrozen"] += 1  # the migration retires e3's key
     ledger.send(f.anchor(os.urandom(32), b"settlement".ljust(32, b"\0")), ledger.finance)
     ledger.send(f.anchor(os.urandom(32), b"audit-report".ljust(32, b"\0")), ledger.supervisor)
     ev["HashAnchored"] += 2

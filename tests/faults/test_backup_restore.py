@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from backend.backup_crypto import PASSPHRASE_ENV, seal, unseal
 from backend.chain import devnet
 from backend.chain.deploy import Deployment, ensure_deployed
 from backend.cli import main
@@ -23,6 +24,7 @@ from tests.api.conftest import BACKENDS, PG_ADMIN_URL, run_service
 from tests.api.support import Api, Service
 
 SECRET_FILES = ("master.key", "admin.key", "admin-api-key")
+PASSPHRASE = "correct horse battery staple"
 
 
 @dataclass
@@ -36,7 +38,6 @@ class Original:
     programme_id: int
     keys: dict[str, str]  # API keys made before the backup: enterprise ids as str, and "provider"
     database: str
-    modes: dict[str, int]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,25 @@ def serve(data_dir: Path, database_url: str | None) -> Iterator[Service]:
     return run_service(Settings(data_dir=data_dir, database_url=url, receipt_wait_s=15.0))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def passphrase(monkeypatch_module: pytest.MonkeyPatch) -> str:
+    monkeypatch_module.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    return PASSPHRASE
+
+
+def unpacked(archive: Path) -> tarfile.TarFile:
+    """The archive's tar, decrypted with the passphrase."""
+    with archive.open("rb") as f:
+        return tarfile.open(fileobj=io.BytesIO(unseal(f, PASSPHRASE.encode(), archive)))
+
+
+def sealed(tar_gz: bytes, target: Path) -> Path:
+    """`tar_gz` encrypted as `voucher backup` encrypts: what someone holding the passphrase could forge."""
+    with target.open("wb") as f:
+        seal(tar_gz, PASSPHRASE.encode(), f)
+    return target
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def original(
     request: pytest.FixtureRequest,
@@ -73,7 +93,7 @@ def original(
 ) -> Original:
     kind = str(request.param)
     folder = tmp_path_factory.mktemp("original")
-    data_dir, archive = folder / "data", folder / "backup.tar.gz"
+    data_dir, archive = folder / "data", folder / "ledger.backup"
     database_url = fresh_database(kind, folder, pg_databases)
     info = devnet.up(data_dir, port=0, block_time=None)
     try:
@@ -101,8 +121,7 @@ def original(
             service.close()
     finally:
         devnet.down(data_dir)
-    modes = {n: (data_dir / n).stat().st_mode & 0o777 for n in ("deployment.json", *SECRET_FILES)}
-    return Original(archive, data_dir, contract, balances, enterprises, provider, pid, keys, kind, modes)
+    return Original(archive, data_dir, contract, balances, enterprises, provider, pid, keys, kind)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +132,7 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
 
 def test_archive_is_private_and_lists_what_it_holds(original: Original) -> None:
     assert original.archive.stat().st_mode & 0o777 == 0o600
-    with tarfile.open(original.archive) as tar:
+    with unpacked(original.archive) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
     members = set(manifest["members"])
     assert {"anvil-state.json", "deployment.json", *SECRET_FILES} <= members
@@ -135,8 +154,9 @@ def test_restored_folder_runs_the_same_ledger(
         monkeypatch.setenv("DATABASE_URL", database_url)
     assert main(["restore", "--from", str(original.archive), "--data-dir", str(restored)]) == 0
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    for name, mode in original.modes.items():
-        assert (restored / name).stat().st_mode & 0o777 == mode, name
+    assert restored.stat().st_mode & 0o777 == 0o700
+    for path in restored.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path.name
     printed = capsys.readouterr()
     for name in ("master.key", "admin.key"):
         assert (restored / name).read_text().strip() not in printed.out + printed.err
@@ -178,22 +198,24 @@ def check_restored_service(original: Original, svc: Service) -> None:
 
 
 def tampered_copy(archive: Path, target: Path, name: str) -> Path:
-    """The same archive with one member's bytes changed and its manifest left as it was."""
-    with tarfile.open(archive) as src, tarfile.open(target, "w:gz") as dst:
+    """The same archive with one member's bytes changed and its manifest left as it was, sealed again with the
+    passphrase: the manifest's hashes still catch it."""
+    packed = io.BytesIO()
+    with unpacked(archive) as src, tarfile.open(fileobj=packed, mode="w:gz") as dst:
         for member in src.getmembers():
             data = src.extractfile(member).read()  # type: ignore[union-attr]
             if member.name == name:
                 data = data.replace(b'"', b"'", 1) if name.endswith(".json") else data[::-1]
             member.size = len(data)
             dst.addfile(member, io.BytesIO(data))
-    return target
+    return sealed(packed.getvalue(), target)
 
 
 @pytest.mark.parametrize("member", ["master.key", "deployment.json"])
 def test_restore_refuses_a_tampered_archive(
     original: Original, tmp_path: Path, member: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bad = tampered_copy(original.archive, tmp_path / "bad.tar.gz", member)
+    bad = tampered_copy(original.archive, tmp_path / "bad.backup", member)
     target = tmp_path / "restored"
     assert main(["restore", "--from", str(bad), "--data-dir", str(target)]) == 1
     err = capsys.readouterr().err
