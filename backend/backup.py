@@ -9,7 +9,6 @@ transactions it holds that the restored chain lacks, the monitor sends again (ea
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import io
 import json
@@ -31,6 +30,7 @@ from sqlmodel import SQLModel
 from backend.backup_crypto import BackupError, check_strength, seal
 from backend.chain import devnet
 from backend.chain.deploy import ADMIN_KEY_FILE, DEPLOYMENT_FILE, Deployment
+from backend.chain.node import statefile
 from backend.db import make_engine
 from backend.settings import MASTER_KEY_FILE, Settings
 
@@ -103,22 +103,21 @@ def _master_key(settings: Settings) -> bytes:
 
 
 def _chain_state(data_dir: Path) -> tuple[bytes, int, str]:
-    """The devnet's state as anvil's state file holds it, its block number, and the node's version."""
+    """The devnet's state as a state file holds it (a fresh dump when it runs), its block number, and the node's
+    version. Restored as `anvil-state.json`, which `voucher devnet up` loads when the folder has no newer dump."""
     info = devnet.status(data_dir)
     if info is not None:
         try:
             node = str(_rpc(info.rpc_url, "web3_clientVersion"))
-            raw = gzip.decompress(bytes.fromhex(str(_rpc(info.rpc_url, "anvil_dumpState"))[2:]))
-        except (httpx.HTTPError, KeyError, ValueError, OSError) as exc:
-            raise BackupError(f"the devnet at {info.rpc_url} did not give its state ({type(exc).__name__})") from None
-    elif (data_dir / STATE_FILE).is_file():
-        node, raw = "unknown (devnet stopped: its last state file)", (data_dir / STATE_FILE).read_bytes()
+            devnet.dump_now(data_dir)
+        except (httpx.HTTPError, KeyError, ValueError, OSError, devnet.DevnetError) as exc:
+            raise BackupError(f"the devnet at {info.rpc_url} did not give its state ({exc})") from None
     else:
-        raise BackupError(
-            f"no devnet runs for {data_dir} and it has no {STATE_FILE}: start it with `voucher devnet up`"
-        )
-    number = json.loads(raw).get("best_block_number", 0)
-    return raw, int(number, 16) if isinstance(number, str) else int(number), node
+        node = "unknown (devnet stopped: its last state file)"
+    dump, _ = statefile.choose(data_dir / "node", legacy_dir=data_dir)
+    if dump is None:
+        raise BackupError(f"{data_dir} has no good state dump of its devnet: start it with `voucher devnet up`")
+    return json.dumps(statefile.read(dump.path)).encode(), dump.head, node
 
 
 def _rpc(url: str, method: str) -> Any:

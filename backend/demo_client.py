@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from backend.chain.deploy import CONTRACT, DEPLOYMENT_FILE
+from backend.chain.node.permissions import read_token
 
 
 class DemoError(Exception):
@@ -96,7 +97,9 @@ def devnet_time_travel(data_dir: Path, contract: str, seconds: int) -> str | Non
         return f"no readable deployment record at {path}"
     if recorded.lower() != contract.lower():
         return f"{path} names contract {recorded}, but the service uses {contract}"
-    with httpx.Client(timeout=30) as http:
+    token = read_token(data_dir)  # the node obeys time travel only from its operator, on a devnet made for it
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(timeout=30, headers=headers) as http:
         for n, (method, params) in enumerate((("evm_increaseTime", [seconds]), ("evm_mine", [])), 1):
             try:
                 answer = http.post(rpc_url, json={"jsonrpc": "2.0", "id": n, "method": method, "params": params})

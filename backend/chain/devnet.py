@@ -190,6 +190,21 @@ def up(
     return info
 
 
+def dump_now(data_dir: Path, timeout: float = 60.0) -> None:
+    """Has the running devnet write a dump of its state now (SIGUSR1), and waits until it is on disk."""
+    info = _read_info(data_dir.resolve())
+    if info is None or not _alive(info.pid):
+        raise DevnetError(f"no devnet runs for {data_dir}")
+    marker = data_dir.resolve() / "node" / "dumped"
+    before = marker.stat().st_mtime_ns if marker.is_file() else 0
+    os.kill(info.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while not marker.is_file() or marker.stat().st_mtime_ns == before:
+        if time.monotonic() > deadline or not _alive(info.pid):
+            raise DevnetError(f"the devnet for {data_dir} did not dump its state within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
 def _wait_gone(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while _alive(pid):

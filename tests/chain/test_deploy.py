@@ -54,7 +54,7 @@ def test_deployment_json_records_the_chain_and_the_contract(node: tuple[Path, de
     deployment = ensure_deployed(data_dir, info.rpc_url)
     raw = json.loads((data_dir / DEPLOYMENT_FILE).read_text())
     assert raw.keys() == {"chain_id", "rpc_url", "admin", "contracts"}
-    assert raw["chain_id"] == devnet.CHAIN_ID and raw["rpc_url"] == info.rpc_url
+    assert raw["chain_id"] == info.chain_id and raw["rpc_url"] == info.rpc_url
     record = raw["contracts"][CONTRACT]
     assert record.keys() == {"address", "deploy_block", "deploy_tx", "abi"}
     assert record["abi"] == compiler.load(CONTRACT).abi
@@ -91,5 +91,5 @@ def test_a_deployment_for_another_chain_is_refused(node: tuple[Path, devnet.Devn
     with pytest.raises(DeploymentError) as exc:
         ensure_deployed(other, info.rpc_url)
     message = str(exc.value)
-    assert "424242" in message and str(devnet.CHAIN_ID) in message and info.rpc_url in message
+    assert "424242" in message and str(info.chain_id) in message and info.rpc_url in message
     assert json.loads((other / DEPLOYMENT_FILE).read_text()) == raw  # left as it was

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ from web3 import Web3
 
 from backend.chain import devnet
 from backend.chain.deploy import DEPLOYMENT_FILE, Deployment, DeploymentError, admin_account, ensure_deployed
-from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger
+from backend.chain.node import statefile
+from backend.chain.node.supervisor import anvil_binary
+from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, node_web3
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def _w3(info: devnet.DevnetInfo) -> Web3:
-    return Web3(Web3.HTTPProvider(info.rpc_url))
+    return Web3(Web3.HTTPProvider(info.rpc_url))  # a reader: no token
 
 
 def _chain_record(w3: Web3, address: str, holders: list[str], programme_id: int) -> dict[str, Any]:
@@ -50,12 +52,12 @@ def _chain_record(w3: Web3, address: str, holders: list[str], programme_id: int)
 
 
 def test_up_down_up_keeps_every_block_receipt_log_and_balance(data_dir: Path) -> None:
-    info = devnet.up(data_dir, port=0, block_time=None)
+    info = devnet.up(data_dir, port=0, block_time=None, unsafe=True)
     deployment = ensure_deployed(data_dir, info.rpc_url)
-    w3 = _w3(info)
+    w3 = node_web3(info.rpc_url, data_dir)
     admin = admin_account(data_dir)
     ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
-                    chain_id=devnet.CHAIN_ID, admin=admin, issuer=Account.create(), finance=Account.create(),
+                    chain_id=info.chain_id, admin=admin, issuer=Account.create(), finance=Account.create(),
                     supervisor=Account.create())  # fmt: skip
     ledger.send(ledger.contract.functions.grantRole(ISSUER_ROLE, ledger.issuer.address), admin)
     enterprise = ledger.new_participant(ENTERPRISE)
@@ -70,7 +72,7 @@ def test_up_down_up_keeps_every_block_receipt_log_and_balance(data_dir: Path) ->
 
     assert devnet.down(data_dir) is True
     info = devnet.up(data_dir, port=0, block_time=None)
-    w3 = _w3(info)
+    w3 = node_web3(info.rpc_url, data_dir)
     assert _chain_record(w3, deployment.voucher.address, holders, programme) == before
     assert w3.eth.get_balance(provider.address) == 10**18
     # The recorded contract is found again: no transaction sent, the record follows the node to its new port.
@@ -91,7 +93,7 @@ def test_up_on_a_taken_port_names_it_and_port_0_picks_a_free_one(data_dir: Path)
         assert devnet.status(data_dir) is None
         info = devnet.up(data_dir, port=0, block_time=None)
     assert info.port not in (0, port)
-    assert devnet.rpc_chain_id(info.rpc_url) == devnet.CHAIN_ID
+    assert devnet.rpc_chain_id(info.rpc_url) == info.chain_id
 
 
 def test_up_twice_is_the_same_node_and_down_is_idempotent(data_dir: Path) -> None:
@@ -123,59 +125,92 @@ def _listen_addresses(pid: int) -> list[str]:
     return found
 
 
-def test_the_node_is_our_own_permissioned_chain_on_loopback(data_dir: Path) -> None:
+def test_each_devnet_has_its_own_chain_id_kept_across_restarts(data_dir: Path, tmp_path: Path) -> None:
     info = devnet.up(data_dir, port=0, block_time=None)
-    w3 = _w3(info)
-    assert devnet.CHAIN_ID == 727001 and w3.eth.chain_id == 727001 == info.chain_id
+    other = devnet.up(tmp_path / "other", port=0, block_time=None)
+    try:
+        assert info.chain_id != other.chain_id and info.chain_id not in (31337, 727001)
+        assert _w3(info).eth.chain_id == info.chain_id
+        devnet.down(data_dir)
+        assert devnet.up(data_dir, port=0, block_time=None).chain_id == info.chain_id
+    finally:
+        devnet.down(tmp_path / "other")
+
+
+def test_the_node_is_free_gas_with_nothing_prefunded_and_listens_only_on_loopback(data_dir: Path) -> None:
+    info = devnet.up(data_dir, port=0, block_time=None)
+    deployment = ensure_deployed(data_dir, info.rpc_url)
+    w3 = node_web3(info.rpc_url, data_dir)
     assert list(w3.eth.accounts) == []  # nothing prefunded, nothing unlocked
-    # Free gas: an account that never held ether gets its transaction mined.
-    poor = Account.create()
-    assert w3.eth.get_balance(poor.address) == 0
-    tx = {"to": Account.create().address, "value": 0, "gas": 21_000, "gasPrice": 0, "nonce": 0,
-          "chainId": devnet.CHAIN_ID}  # fmt: skip
-    tx_hash = w3.eth.send_raw_transaction(poor.sign_transaction(tx).raw_transaction)
-    assert w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)["status"] == 1
-    # 127.0.0.1 only: every listening socket of the process is on loopback (0100007F, little-endian hex).
+    # Free gas: an allowlisted account that never held ether gets its transaction mined.
+    ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
+                    chain_id=info.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
+                    finance=Account.create(), supervisor=Account.create())  # fmt: skip
+    assert w3.eth.get_balance(ledger.issuer.address) == 0
+    receipt = ledger.send(ledger.contract.functions.grantRole(ISSUER_ROLE, ledger.issuer.address), ledger.admin)
+    ledger.issue(ledger.create_programme([]), ledger.new_participant(ENTERPRISE).address, 1)
+    assert receipt["status"] == 1
+    # 127.0.0.1 only: every listening socket of the gateway is on loopback (0100007F, little-endian hex) ...
     assert _listen_addresses(info.pid) == [f"0100007F:{info.port:04X}"]
+    # ... and anvil itself lives in a network namespace of its own, where its HTTP port serves nobody else.
+    anvil = int((data_dir / "node" / "anvil.pid").read_text())
+    assert os.readlink(f"/proc/{anvil}/ns/net") != os.readlink("/proc/self/ns/net")
+    assert _listen_addresses(anvil) == []  # nothing of anvil's listens in our namespace
 
 
-def test_interval_mining_makes_blocks_without_transactions(data_dir: Path) -> None:
+def test_blocks_are_made_only_while_transactions_wait_and_an_idle_dump_does_not_grow(data_dir: Path) -> None:
     info = devnet.up(data_dir, port=0, block_time=0.25)
-    w3 = _w3(info)
-    start = w3.eth.block_number
-    time.sleep(1.5)
-    assert w3.eth.block_number - start >= 3
-    assert w3.eth.get_block("latest")["transactions"] == []
+    deployment = ensure_deployed(data_dir, info.rpc_url)
+    w3 = node_web3(info.rpc_url, data_dir)
+    dump = data_dir / "node" / "state.json.gz"
+    _eventually(lambda: dump.is_file() and _dump_head(data_dir) == w3.eth.block_number)
+    start, size = w3.eth.block_number, dump.stat().st_size
+    time.sleep(3)  # idle: no block, and the dump is neither grown nor rewritten
+    assert w3.eth.block_number == start and dump.stat().st_size == size
+    # Work: transactions sent together wait at most a block time and share blocks.
+    ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
+                    chain_id=info.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
+                    finance=Account.create(), supervisor=Account.create())  # fmt: skip
+    enterprises = [ledger.new_participant(ENTERPRISE, register=False) for _ in range(10)]
+    f, admin = ledger.contract.functions, ledger.admin
+    nonce = w3.eth.get_transaction_count(admin.address)
+    hashes = []
+    for i, e in enumerate(enterprises):
+        tx = f.registerParticipant(e.address, ENTERPRISE, os.urandom(32)).build_transaction(
+            {"from": admin.address, "gasPrice": 0, "gas": 200_000, "nonce": nonce + i, "chainId": info.chain_id}
+        )
+        hashes.append(w3.eth.send_raw_transaction(admin.sign_transaction(tx).raw_transaction))
+    blocks = {w3.eth.wait_for_transaction_receipt(h, timeout=10)["blockNumber"] for h in hashes}
+    assert len(blocks) <= 3 and w3.eth.block_number - start <= 3
+    assert w3.eth.get_block("latest")["transactions"]  # the newest block holds work, not emptiness
 
 
 def test_the_node_is_the_platform_anvil_binary_not_the_npm_wrapper(data_dir: Path) -> None:
-    info = devnet.up(data_dir, port=0, block_time=None)
-    exe = Path(f"/proc/{info.pid}/exe").resolve()
-    assert exe == devnet.anvil_binary().resolve()
+    devnet.up(data_dir, port=0, block_time=None)
+    anvil = int((data_dir / "node" / "anvil.pid").read_text())
+    exe = Path(f"/proc/{anvil}/exe").resolve()
+    assert exe == anvil_binary().resolve()
     assert "node_modules/@foundry-rs/anvil-" in str(exe) and exe.name == "anvil"
-    argv0 = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    assert argv0 == str(devnet.anvil_binary()) and not argv0.endswith((".mjs", ".js"))
+    argv0 = Path(f"/proc/{anvil}/cmdline").read_bytes().split(b"\0")[0].decode()
+    assert argv0 == str(anvil_binary()) and not argv0.endswith((".mjs", ".js"))
 
 
-def test_kill_hard_then_up_gives_a_valid_chain_and_lost_state_is_refused(data_dir: Path) -> None:
+def test_kill_hard_then_up_keeps_what_was_dumped_and_lost_state_is_refused(data_dir: Path) -> None:
     info = devnet.up(data_dir, port=0, block_time=None)
     deployment = ensure_deployed(data_dir, info.rpc_url)
     address = deployment.voucher.address
-    devnet.kill_hard(data_dir)  # right after deploying: the last periodic dump may or may not hold it
+    _eventually(lambda: _dump_head(data_dir) >= deployment.voucher.deploy_block)
+    devnet.kill_hard(data_dir)
     assert devnet.status(data_dir) is None
 
     info = devnet.up(data_dir, port=0, block_time=None)
     w3 = _w3(info)
-    assert w3.eth.chain_id == devnet.CHAIN_ID and w3.eth.get_block("latest")["number"] >= 0
-    if w3.eth.get_code(address):
-        assert ensure_deployed(data_dir, info.rpc_url).voucher == deployment.voucher
-    else:
-        with pytest.raises(DeploymentError, match="--redeploy"):
-            ensure_deployed(data_dir, info.rpc_url)
+    assert w3.eth.get_code(address) and ensure_deployed(data_dir, info.rpc_url).voucher == deployment.voucher
 
-    # Deterministic loss: the state file is gone while the node is down.
+    # Deterministic loss: every dump is gone while the node is down.
     devnet.down(data_dir)
-    (data_dir / "anvil-state.json").unlink()
+    for name in ("state.json.gz", "state.prev.json.gz"):
+        (data_dir / "node" / name).unlink(missing_ok=True)
     info = devnet.up(data_dir, port=0, block_time=None)
     w3 = _w3(info)
     assert w3.eth.block_number == 0
@@ -194,14 +229,57 @@ def test_kill_hard_then_up_gives_a_valid_chain_and_lost_state_is_refused(data_di
     assert w3.eth.get_transaction_count(admin_account(data_dir).address) == 1
 
 
-def test_a_corrupt_state_file_stops_up_with_anvils_reason_and_leaves_nothing_running(data_dir: Path) -> None:
-    # What a crash in the middle of a state dump could leave behind.
-    data_dir.mkdir()
-    (data_dir / "anvil-state.json").write_text('{"block": {"number": "0x')
-    with pytest.raises(devnet.DevnetError) as exc:
-        devnet.up(data_dir, port=0, block_time=None)
-    assert "anvil did not start" in str(exc.value) and "anvil-state.json" in str(exc.value)
-    assert devnet.status(data_dir) is None and not (data_dir / "devnet.json").exists()
+def test_a_cut_dump_falls_back_to_the_previous_one_and_says_what_was_lost(data_dir: Path) -> None:
+    info = devnet.up(data_dir, port=0, block_time=None)
+    deployment = ensure_deployed(data_dir, info.rpc_url)
+    _eventually(lambda: _dump_head(data_dir) >= deployment.voucher.deploy_block)
+    devnet.dump_now(data_dir)  # the deployment is now in the current and the previous dump
+    w3 = node_web3(info.rpc_url, data_dir)
+    ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
+                    chain_id=info.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
+                    finance=Account.create(), supervisor=Account.create())  # fmt: skip
+    ledger.new_participant(ENTERPRISE)
+    devnet.dump_now(data_dir)
+    head = w3.eth.block_number
+    devnet.kill_hard(data_dir)
+    current = data_dir / "node" / "state.json.gz"
+    current.write_bytes(current.read_bytes()[:-100])  # what a crash during the write would leave
+
+    info = devnet.up(data_dir, port=0, block_time=None)
+    w3 = _w3(info)
+    assert deployment.voucher.deploy_block <= w3.eth.block_number < head and w3.eth.get_code(deployment.voucher.address)
+    log = (data_dir / "devnet.log").read_text()
+    assert "state.json.gz passed over: state.json.gz is cut short" in log
+    assert f"the blocks after {w3.eth.block_number} were lost" in log
+
+
+def test_a_dump_newer_than_its_blocks_is_refused() -> None:
+    state = {"best_block_number": 1, "accounts": {"0x" + "ab" * 20: {"nonce": 2, "code": "0x"}},
+             "blocks": [_block(0, []), _block(1, ["0x01"])],
+             "transactions": [{"info": {"transaction_hash": "0x01", "from": "0x" + "ab" * 20}}]}  # fmt: skip
+    with pytest.raises(statefile.DumpInvalid, match="spent 2 nonces but its blocks hold 1"):
+        statefile.check(state)
+    state["accounts"]["0x" + "ab" * 20]["nonce"] = 1
+    assert statefile.check(state) == 1
+    state["blocks"].pop(0)
+    with pytest.raises(statefile.DumpInvalid, match="gap"):
+        statefile.check(state)
+
+
+def _block(number: int, hashes: list[str]) -> dict[str, Any]:
+    return {"header": {"number": hex(number)}, "transactions": [{"transaction": {"hash": h}} for h in hashes]}
+
+
+def _dump_head(data_dir: Path) -> int:
+    dump = data_dir / "node" / "state.json.gz"
+    return statefile.check(statefile.read(dump)) if dump.is_file() else -1
+
+
+def _eventually(condition: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
 
 
 def test_a_relative_data_dir_keeps_state_across_down_and_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +290,7 @@ def test_a_relative_data_dir_keeps_state_across_down_and_up(tmp_path: Path, monk
     try:
         address = ensure_deployed(relative, info.rpc_url).voucher.address
         devnet.down(relative)
-        assert (tmp_path / ".data" / "anvil-state.json").is_file()
+        assert (tmp_path / ".data" / "node" / "state.json.gz").is_file()
         info = devnet.up(relative, port=0, block_time=None)
         assert ensure_deployed(relative, info.rpc_url).voucher.address == address
     finally:

@@ -66,6 +66,10 @@ class Permissions:
             raw = json.loads(path.read_text())
             self.accounts |= {a.lower() for a in raw.get("accounts", [])}
             self.contracts |= {c.lower() for c in raw.get("contracts", [])}
+        deployment = path.parent.parent / "deployment.json"  # a restored folder: its ledger is the one recorded
+        if deployment.is_file():
+            for record in json.loads(deployment.read_text()).get("contracts", {}).values():
+                self.contracts.add(str(record["address"]).lower())
         self._save()
 
     def _save(self) -> None:

@@ -144,6 +144,7 @@ class Supervisor:
             async with self.gateway.gate.exclusive():
                 hex_dump = await self.pool.call("anvil_dumpState")
             head = await asyncio.to_thread(statefile.write, self.node_dir, bytes.fromhex(hex_dump[2:]))
+            (self.node_dir / "dumped").write_text(f"{head}\n")  # `voucher backup` waits for this to change
             log.debug("state: dumped at block %d", head)
         except (NodeDown, RuntimeError, ValueError) as exc:
             self.dirty = True
@@ -160,6 +161,12 @@ class Supervisor:
         config = uvicorn.Config(self.gateway, host="127.0.0.1", port=port, lifespan="off", access_log=False,
                                 log_level="warning", loop="none")  # fmt: skip
         server = uvicorn.Server(config)
+        # Our own signal handling: uvicorn re-raises SIGTERM after serving, which would skip the last dump.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(self.dump()))
         tasks = [asyncio.create_task(self.watch_node()), asyncio.create_task(self.dump_periodically())]
         if self.block_time is not None:
             tasks.append(asyncio.create_task(self.mine()))
