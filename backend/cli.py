@@ -18,14 +18,18 @@ PRIVATE_COMMANDS = {"serve", "devnet", "deploy", "backup", "restore"}  # the one
 def _devnet_up(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     block_time = None if args.automine else args.block_time
-    info = devnet.up(data_dir, port=args.port, block_time=block_time)
+    unsafe, open_node = getattr(args, "unsafe_dev_methods", False), getattr(args, "open_node", False)
+    info = devnet.up(data_dir, port=args.port, block_time=block_time, unsafe=unsafe, open_node=open_node)
     try:
         deployment = ensure_deployed(data_dir, info.rpc_url, redeploy=args.redeploy)
     except DeploymentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    mining = "automine" if info.block_time is None else f"a block every {info.block_time}s"
+    mining = "a block per transaction" if info.block_time is None else f"blocks at most every {info.block_time}s"
     print(f"devnet running at {info.rpc_url} (chain id {info.chain_id}, pid {info.pid}, {mining})")
+    print(f"writes and perm_* need the node token in {data_dir / 'node-token'}; reads are open")
+    if info.unsafe:
+        print("UNSAFE: development methods (time travel, snapshots) are answered: for tests and demos only")
     print(f"ComputeVoucher at {deployment.voucher.address} (block {deployment.voucher.deploy_block})")
     print(f"deployment written to {data_dir / 'deployment.json'}")
     return 0
@@ -223,9 +227,20 @@ def _parser() -> argparse.ArgumentParser:
     net = sub.add_parser("devnet", help="the local permissioned chain").add_subparsers(dest="action", required=True)
     up = net.add_parser("up", help="start the devnet in the background and deploy the contract if needed")
     up.add_argument("--port", type=int, default=devnet.DEFAULT_PORT, help="RPC port; 0 picks a free one")
-    up.add_argument("--block-time", type=float, default=devnet.DEFAULT_BLOCK_TIME, help="seconds per block")
+    up.add_argument("--block-time", type=float, default=devnet.DEFAULT_BLOCK_TIME,
+                    help="at most one block per this many seconds while transactions wait; none when idle")  # fmt: skip
     up.add_argument("--automine", action="store_true", help="a block per transaction (tests, not load)")
     up.add_argument("--redeploy", action="store_true", help="deploy afresh if the recorded contract is gone")
+    up.add_argument(
+        "--unsafe-dev-methods",
+        action="store_true",
+        help="UNSAFE: answer time travel and snapshots (with the node token): test and demo devnets only",
+    )
+    up.add_argument(
+        "--open-node",
+        action="store_true",
+        help="UNSAFE: run anvil without a private network namespace, where the machine forbids one",
+    )
     up.set_defaults(func=_devnet_up)
     down = net.add_parser("down", help="stop the devnet; its state is kept")
     down.set_defaults(func=_devnet_down)

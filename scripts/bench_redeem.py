@@ -1,12 +1,14 @@
 """Redemption throughput, measured three ways in one run on the devnet as the service runs it by default
 (a block every 0.25 s, 300M block gas limit):
 
-1. the node's own ceiling: pre-signed redeem transactions sent straight to anvil in JSON-RPC batches of 20;
+1. the node's own ceiling: pre-signed redeem transactions in JSON-RPC batches of 20, sent straight to anvil's
+   private socket and through the permissioned gateway (medians of alternated runs);
 2. a plain web3.py script doing the same redemptions one after another (sign, send, wait for the receipt);
 3. end to end through the HTTP API: claim + confirm (consent signed, burn mined, recorded), many providers
    and enterprises at once, with p50/p99 latency of a confirm.
 
 Usage: .venv/bin/python scripts/bench_redeem.py [--redemptions 3000] [--concurrency 256] [--workers 1]
+       [--ceiling-rounds 3] [--ceiling-only]
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from backend.chain.deploy import ensure_deployed
 from scripts.benchlib import ApiWorld, DirectWorld, start_service, stop_service
 
 
-def node_ceiling(world: DirectWorld, count: int) -> float:
+def node_ceiling(world: DirectWorld, count: int, *, through_gateway: bool) -> float:
+    """Pre-signed redeems in batches of 20, straight to anvil's private socket or through the permissioned
+    gateway (token, allowlist, recipient and caps checked for each), until every one is mined."""
     raws = world.presigned_redeems(count)
+    send = world.rpc_batch if through_gateway else world.ipc_batch
     start = time.perf_counter()
     for i in range(0, len(raws), 20):
-        world.rpc_batch([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws[i : i + 20]])
+        send([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws[i : i + 20]])
     world.wait_all_mined()
     return count / (time.perf_counter() - start)
 
@@ -83,6 +88,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="API worker processes")
     parser.add_argument("--sequential", type=int, default=20, help="redemptions in the plain web3.py run")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--ceiling-rounds", type=int, default=3, help="node ceiling runs per path (medians)")
+    parser.add_argument("--ceiling-only", action="store_true", help="measure the node ceiling paths and stop")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-redeem-") as tmp:
@@ -92,7 +99,19 @@ def main() -> int:
         try:
             ensure_deployed(data_dir, info.rpc_url)
             direct = DirectWorld(data_dir, info.rpc_url, providers=20, enterprises=20)
-            ceiling = node_ceiling(direct, args.redemptions)
+            # Alternated, so that the machine's noise falls on both alike; medians compared.
+            direct_runs, gateway_runs = [], []
+            for _ in range(args.ceiling_rounds):
+                direct_runs.append(node_ceiling(direct, args.redemptions, through_gateway=False))
+                gateway_runs.append(node_ceiling(direct, args.redemptions, through_gateway=True))
+            ceiling, through_gateway = statistics.median(direct_runs), statistics.median(gateway_runs)
+            if args.ceiling_only:
+                print(json.dumps({"direct_per_s": [round(r) for r in direct_runs],
+                                  "gateway_per_s": [round(r) for r in gateway_runs]}))  # fmt: skip
+                print(f"node ceiling, private socket:  {ceiling:8.1f} redemptions/s (median of {len(direct_runs)})")
+                print(f"node ceiling, through gateway: {through_gateway:8.1f} redemptions/s "
+                      f"({through_gateway / ceiling:.0%} of direct)")  # fmt: skip
+                return 0
             sequential = web3_sequential(direct, args.sequential)
             service = start_service(data_dir, workers=args.workers)
             api_world = ApiWorld(service.url, data_dir, providers=20, enterprises=40, redemptions=args.redemptions)
@@ -113,6 +132,7 @@ def main() -> int:
         "concurrency": args.concurrency,
         "workers": args.workers,
         "node_ceiling_per_s": round(ceiling, 1),
+        "node_ceiling_through_gateway_per_s": round(through_gateway, 1),
         "web3_sequential_per_s": round(sequential, 2),
         "api_confirmed_per_s": round(rate, 1),
         "ratio_api_to_ceiling": round(rate / ceiling, 3),
@@ -121,6 +141,7 @@ def main() -> int:
         "burns_on_chain": onchain,
     }
     print(f"node ceiling (pre-signed, batches of 20): {figures['node_ceiling_per_s']:>8} redemptions/s")
+    print(f"  ... through the permissioned gateway:   {figures['node_ceiling_through_gateway_per_s']:>8} redemptions/s")
     print(f"plain web3.py, one after another:         {figures['web3_sequential_per_s']:>8} redemptions/s")
     print(
         f"through the API (claim + confirm):        {figures['api_confirmed_per_s']:>8} redemptions/s "

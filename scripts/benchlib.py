@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -31,8 +33,9 @@ class DirectWorld:
 
     def __init__(self, data_dir: Path, rpc_url: str, *, providers: int, enterprises: int) -> None:
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 60}))
-        self.http = httpx.Client(timeout=60)
+        self.http = httpx.Client(timeout=60, headers=devnet.auth_headers(data_dir))  # writes carry the node token
         self.rpc_url = rpc_url
+        self.ipc_path = str(data_dir.resolve() / "node" / "anvil.ipc")  # the private node, behind the gateway
         dep = Deployment.load(data_dir / "deployment.json")
         self.chain_id = dep.chain_id
         self.contract = self.w3.eth.contract(address=Web3.to_checksum_address(dep.voucher.address), abi=dep.voucher.abi)
@@ -44,6 +47,9 @@ class DirectWorld:
         self._consent_nonce = itertools.count()
         self._last: dict[str, str] = {}
         f = self.contract.functions
+        everyone = [a.address for a in (self.issuer, *self.providers, *self.enterprises)]
+        self.http.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "perm_addAccountsToAllowlist",
+                                      "params": [everyone]}).raise_for_status()  # fmt: skip
         calls = [f.grantRole(ISSUER_ROLE, self.issuer.address)]
         calls += [f.registerParticipant(p.address, 2, b"\x00" * 32) for p in self.providers]
         calls += [f.registerParticipant(e.address, 1, b"\x00" * 32) for e in self.enterprises]
@@ -87,6 +93,19 @@ class DirectWorld:
     def rpc_batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
         answers = self.http.post(self.rpc_url, json=body).json()
+        errors = [a["error"] for a in answers if "error" in a]
+        assert not errors, errors[:3]
+        return [a["result"] for a in answers]
+
+    def ipc_batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """The same batch, straight to anvil's private socket (the owner's way around the gateway)."""
+        if not hasattr(self, "_ipc"):
+            self._ipc = socket.socket(socket.AF_UNIX)
+            self._ipc.connect(self.ipc_path)
+            self._ipc_file = self._ipc.makefile("rb")
+        body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        self._ipc.sendall(json.dumps(body).encode())
+        answers = json.loads(self._ipc_file.readline())
         errors = [a["error"] for a in answers if "error" in a]
         assert not errors, errors[:3]
         return [a["result"] for a in answers]

@@ -133,7 +133,7 @@ def chain_id_for(data_dir: Path) -> int:
     else:
         chain_id = 1_000_000 + secrets.randbelow(2**31 - 1_000_000)  # far from public chains' ids
     record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    record.write_text(json.dumps({"chain_id": chain_id}) + "\n")
+    permissions.write_private(record, json.dumps({"chain_id": chain_id}) + "\n")
     return chain_id
 
 
@@ -171,7 +171,7 @@ def up(
     args += ["--unsafe"] * unsafe + ["--open-node"] * open_node
     log_path = data_dir / "devnet.log"
     offset = log_path.stat().st_size if log_path.is_file() else 0
-    with open(log_path, "ab") as log:
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         # A session of its own: the devnet outlives the command that started it and ignores its Ctrl-C.
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=PROJECT_ROOT)  # fmt: skip
@@ -186,7 +186,7 @@ def up(
             raise DevnetError(errors[-1] if errors else f"the devnet did not start; devnet.log ends:\n{tail}")
         time.sleep(0.05)
     _STARTED[proc.pid] = proc
-    _info_file(data_dir).write_text(json.dumps(asdict(info)))
+    permissions.write_private(_info_file(data_dir), json.dumps(asdict(info)))
     return info
 
 

@@ -189,13 +189,19 @@ class VoucherChain:
         self._perm("perm_removeAccountsFromAllowlist", addresses)
 
     def _perm(self, method: str, addresses: tuple[str, ...]) -> None:
+        """Adds or removes only what needs it: Besu refuses to add a listed account or remove an unlisted one."""
         if not addresses:
             return
         try:
-            self.rpc.call(method, [sorted({a.lower() for a in addresses})])
+            listed = {a.lower() for a in self.rpc.call("perm_getAccountsAllowlist")}
         except RpcError as exc:
-            if exc.code != -32601:  # -32601: a node without account permissioning
-                raise
+            if exc.code == -32601:  # a node without account permissioning: nothing to manage
+                return
+            raise
+        wanted = {a.lower() for a in addresses}
+        change = wanted - listed if method == "perm_addAccountsToAllowlist" else wanted & listed
+        if change:
+            self.rpc.call(method, [sorted(change)])
 
     def paused(self) -> bool:
         return bool(self.call("paused"))

@@ -32,7 +32,8 @@ def _edit(data_dir: Path, **changes: object) -> None:
 
 def test_refuses_a_node_on_another_chain(data_dir: Path) -> None:
     _edit(data_dir, chain_id=31337)
-    with pytest.raises(ConfigError, match=r"runs chain 727001.*is for chain 31337.*VOUCHER_RPC_URL"):
+    running = devnet.rpc_chain_id(Deployment.load(data_dir / "deployment.json").rpc_url)
+    with pytest.raises(ConfigError, match=rf"runs chain {running}.*is for chain 31337.*VOUCHER_RPC_URL"):
         build_context(Settings(data_dir=data_dir))
 
 

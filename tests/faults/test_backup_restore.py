@@ -138,7 +138,8 @@ def test_archive_is_private_and_lists_what_it_holds(original: Original) -> None:
     assert {"anvil-state.json", "deployment.json", *SECRET_FILES} <= members
     assert ("ledger.db" in members) == (original.database == "sqlite")
     assert manifest["contract"] == original.contract and manifest["block_number"] > 0
-    assert manifest["chain_id"] == devnet.CHAIN_ID and manifest["database"] == original.database
+    chain_id = Deployment.load(original.data_dir / "deployment.json").chain_id
+    assert manifest["chain_id"] == chain_id and manifest["database"] == original.database
 
 
 def test_restored_folder_runs_the_same_ledger(

@@ -57,7 +57,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 def serve(node: Node, data_dir: Path, **settings: Any) -> Iterator[Service]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("deployment.json", "admin.key"):
+    for name in ("deployment.json", "admin.key", "node-token"):
         shutil.copy2(node.data_dir / name, data_dir / name)
     base = {"receipt_wait_s": 3.0, "stuck_after_s": 2.0}
     yield from run_service(Settings(data_dir=data_dir, **(base | settings)))
@@ -131,8 +131,8 @@ def test_a_node_that_is_down_fails_fast_and_nothing_is_written(node: Node, api: 
 def test_a_node_restored_from_an_older_state_gets_back_what_it_lost(node: Node, api: Api, monitor: Monitor) -> None:
     provider, enterprise, pid = scene(api)
     devnet.down(node.data_dir)  # a dump of the chain as it is now ...
-    older = node.data_dir / "older-state.json"
-    shutil.copy2(node.data_dir / "anvil-state.json", older)
+    older = node.data_dir / "older-state.json.gz"
+    shutil.copy2(node.data_dir / "node" / "state.json.gz", older)
     node.up()
     as_e = api.as_(api.key_for("enterprise", enterprise["id"]))
     burnt = []
@@ -142,7 +142,8 @@ def test_a_node_restored_from_an_older_state_gets_back_what_it_lost(node: Node, 
     second = api.enterprise()
     api.fund(second, pid, 30_000 * Y)
     devnet.kill_hard(node.data_dir)
-    shutil.copy2(older, node.data_dir / "anvil-state.json")
+    shutil.copy2(older, node.data_dir / "node" / "state.json.gz")
+    (node.data_dir / "node" / "state.prev.json.gz").unlink(missing_ok=True)
     node.up()
     chain = api.service.ctx.chain
     assert all(not chain.call("isInvoiceRedeemed", bytes.fromhex(r["invoice_hash"][2:])) for r in burnt)
@@ -166,7 +167,8 @@ class _DropsBroadcastAnswers(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        request = urllib.request.Request(self.node_url, body, {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", "Authorization": self.headers.get("Authorization", "")}
+        request = urllib.request.Request(self.node_url, body, headers)
         with urllib.request.urlopen(request, timeout=10) as answer:
             data = answer.read()
         calls = json.loads(body)
@@ -255,7 +257,7 @@ def test_a_transaction_whose_nonce_another_took_is_reported_replaced(api: Api, m
         )
     nonce = rlp.decode(stored.raw)[0]
     key = admin_account(api.service.data_dir)  # the same key, used outside the service, takes that nonce
-    outside = key.sign_transaction({"to": key.address, "value": 0, "gas": 21_000, "gasPrice": 0,
+    outside = key.sign_transaction({"to": ctx.chain.address, "data": "0x5c975abb", "gas": 40_000, "gasPrice": 0,
                                     "nonce": int.from_bytes(nonce, "big"), "chainId": ctx.chain.chain_id})  # fmt: skip
     ctx.chain.rpc.call("eth_sendRawTransaction", ["0x" + outside.raw_transaction.hex()])
 

@@ -58,7 +58,9 @@ def made(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.Temp
     data_dir = service_data_dir(devnet_dir, folder / "data")
     build_context(Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}")).close()
     # The chain state as a stopped devnet leaves it: the backup takes the file as it is.
-    (data_dir / "anvil-state.json").write_text(json.dumps({"best_block_number": "0x2a", "accounts": {}}))
+    blocks = [{"header": {"number": hex(n)}, "transactions": []} for n in range(0x2A + 1)]
+    state = {"best_block_number": 0x2A, "accounts": {}, "blocks": blocks, "transactions": []}
+    (data_dir / "anvil-state.json").write_text(json.dumps(state))
     passphrase_file = secret_file(folder / "passphrase", PASSPHRASE)
     archive = folder / "ledger.backup"
     before = os.umask(0o022)

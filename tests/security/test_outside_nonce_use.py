@@ -30,10 +30,10 @@ def service(own_contract_service: Service) -> Service:
 
 
 def send_outside(ctx: Context, address: str) -> None:
-    """A transfer of nothing to itself, signed with the managed key but sent straight to the node."""
+    """A call of the ledger's `paused()`, signed with the managed key but sent straight to the node."""
     chain = ctx.chain
     nonce = chain.rpc.pending_nonce(address)
-    tx = {"to": address, "value": 0, "data": "0x", "gas": 21_000, "gasPrice": 0, "nonce": nonce,
+    tx = {"to": chain.address, "value": 0, "data": "0x5c975abb", "gas": 40_000, "gasPrice": 0, "nonce": nonce,
           "chainId": chain.chain_id}  # fmt: skip
     raw, tx_hash = ctx.keys.sign_transaction(address, tx)
     chain.rpc.call("eth_sendRawTransaction", ["0x" + raw.hex()])

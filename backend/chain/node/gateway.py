@@ -33,6 +33,10 @@ UNAUTHORIZED, METHOD_NOT_AVAILABLE, INVALID_REQUEST, NODE_DOWN = -32040, -32601,
 SENDER_NOT_ALLOWED, TX_REFUSED, TOO_LARGE = -32007, -32008, -32009
 
 
+class Unavailable(Exception):
+    """The private node is down or restarting: the whole request is answered 503, so clients retry."""
+
+
 @dataclass
 class Limits:
     max_request_bytes: int = 1 << 20
@@ -79,20 +83,25 @@ class Gateway:
         if isinstance(request, list):
             if not request or len(request) > self.limits.max_batch:
                 return 400, _error(None, INVALID_REQUEST, f"a batch holds 1 to {self.limits.max_batch} calls")
-            answers = await self._batch(request, authorized)
-            return 200, answers
-        return 200, (await self._batch([request], authorized))[0]
+            calls = request
+        else:
+            calls = [request]
+        try:
+            answers = await self._batch(calls, authorized)
+        except Unavailable as exc:
+            return 503, _error(_id(request), NODE_DOWN, str(exc))
+        return 200, answers if isinstance(request, list) else answers[0]
 
     async def _batch(self, calls: list[Any], authorized: bool) -> list[Any]:
         answers: list[Any] = [None] * len(calls)
         forward: list[tuple[int, dict[str, Any], rawtx.RawTx | None]] = []
-        local: list[tuple[int, Awaitable[Any]]] = []
+        local: list[tuple[int, dict[str, Any]]] = []
         for i, call in enumerate(calls):
             verdict = self._admit(call, authorized)
             if isinstance(verdict, dict):
                 answers[i] = verdict
             elif verdict == "perm":
-                local.append((i, self._perm(call)))
+                local.append((i, call))
             else:
                 assert verdict is None or isinstance(verdict, rawtx.RawTx)
                 forward.append((i, call, verdict))
@@ -109,15 +118,15 @@ class Gateway:
                     raw = await self.pool.raw(json.dumps(payload).encode())
                 results = {a["id"]: a for a in json.loads(raw)}
             except (NodeDown, ValueError, TypeError) as exc:
-                results = {n: _error(n, NODE_DOWN, f"the node did not answer: {exc}") for n in range(len(forward))}
+                raise Unavailable(f"the node did not answer ({exc}); try again shortly") from None
             for n, (i, call, tx) in enumerate(forward):
                 answer = results.get(n) or _error(None, NODE_DOWN, "the node gave no answer")
                 answer["id"] = call.get("id")
                 answers[i] = answer
                 if tx is not None and tx.to is None and "result" in answer:
                     self.permissions.add_contract(created_address(tx.sender, tx.nonce))
-        for i, pending in local:
-            answers[i] = await pending
+        for i, call in local:
+            answers[i] = self._perm(call)
         return answers
 
     def _admit(self, call: Any, authorized: bool) -> dict[str, Any] | str | rawtx.RawTx | None:
@@ -167,7 +176,7 @@ class Gateway:
             return _error(ident, TX_REFUSED, f"transactions may only call the ledger contract; {tx.to} is not it")
         return tx
 
-    async def _perm(self, call: dict[str, Any]) -> dict[str, Any]:
+    def _perm(self, call: dict[str, Any]) -> dict[str, Any]:
         method, ident, params = call["method"], call.get("id"), call.get("params") or []
         if method == "perm_getAccountsAllowlist":
             return _result(ident, sorted(self.permissions.accounts))

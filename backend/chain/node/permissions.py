@@ -16,7 +16,7 @@ from eth_utils.crypto import keccak
 TOKEN_FILE = "node-token"
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -34,7 +34,7 @@ def load_or_create_token(data_dir: Path) -> str:
             raise PermissionError(f"{path} is readable by other users: run `chmod 600 {path}`")
         return path.read_text().strip()
     token = secrets.token_hex(32)
-    _write_private(path, token + "\n")
+    write_private(path, token + "\n")
     return token
 
 
@@ -74,7 +74,7 @@ class Permissions:
 
     def _save(self) -> None:
         body = {"accounts": sorted(self.accounts), "contracts": sorted(self.contracts)}
-        _write_private(self.path, json.dumps(body, indent=1) + "\n")
+        write_private(self.path, json.dumps(body, indent=1) + "\n")
 
     def add_accounts(self, accounts: list[str]) -> None:
         self.accounts |= {a.lower() for a in accounts}

@@ -54,7 +54,7 @@ def _die_with_parent() -> None:
 
 def start(args: list[str], *, log: Path, cwd: Path, private: bool) -> subprocess.Popen[bytes]:
     """Starts `args` (anvil and its flags). `private=False` is the explicit, unsafe development fallback."""
-    with open(log, "ab") as out:
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         try:
             return subprocess.Popen(
                 args,

@@ -27,7 +27,7 @@ from backend.chain.deploy import admin_account
 from backend.chain.node import sandbox, statefile
 from backend.chain.node.gateway import Gateway
 from backend.chain.node.ipc import IpcPool, NodeDown
-from backend.chain.node.permissions import Permissions, load_or_create_token
+from backend.chain.node.permissions import Permissions, load_or_create_token, write_private
 from backend.paths import PROJECT_ROOT
 
 log = logging.getLogger("devnet")
@@ -92,14 +92,16 @@ class Supervisor:
         load = self.node_dir / "load-state.json"
         if dump is not None:
             raw = dump.path.read_bytes()
-            load.write_bytes(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+            with os.fdopen(os.open(load, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                f.write(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
             args += ["--load-state", str(load)]
             log.info("state: loading %s (head block %d)", dump.path.name, dump.head)
             if notes:
                 log.warning("state: the blocks after %d were lost with the dumps passed over", dump.head)
         self.socket.unlink(missing_ok=True)
+        self.pool = self.gateway.pool = IpcPool(str(self.socket))  # no connection of a dead node is reused
         self.proc = sandbox.start(args, log=self.data_dir / "anvil.log", cwd=self.node_dir, private=self.private)
-        (self.node_dir / "anvil.pid").write_text(str(self.proc.pid))
+        write_private(self.node_dir / "anvil.pid", str(self.proc.pid))
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -125,10 +127,17 @@ class Supervisor:
                 await self.start_node()
 
     async def mine(self) -> None:
+        """A block as soon as a transaction arrives, then at most one per block time while more wait; none idle.
+
+        A transaction the gateway passed wakes the miner at once; the pool is also looked at once per block time,
+        for what reached the node otherwise (a reloaded pool, the operator's own socket)."""
         assert self.block_time is not None
         last = 0.0
         while not self.stopping:
-            await self.work.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.work.wait(), timeout=self.block_time)
+            if not self.work.is_set() and not await self._pending():
+                continue
             self.work.clear()
             await asyncio.sleep(max(0.0, last + self.block_time - time.monotonic()))
             with contextlib.suppress(NodeDown, RuntimeError):
@@ -137,6 +146,13 @@ class Supervisor:
                 self.dirty = True
             last = time.monotonic()
 
+    async def _pending(self) -> bool:
+        try:
+            status = await self.pool.call("txpool_status")
+        except (NodeDown, RuntimeError):
+            return False
+        return int(str(status.get("pending", "0x0")), 16) > 0
+
     async def dump(self) -> None:
         """One dump, alone with the node (no block in the making), written atomically after its check."""
         self.dirty = False
@@ -144,7 +160,7 @@ class Supervisor:
             async with self.gateway.gate.exclusive():
                 hex_dump = await self.pool.call("anvil_dumpState")
             head = await asyncio.to_thread(statefile.write, self.node_dir, bytes.fromhex(hex_dump[2:]))
-            (self.node_dir / "dumped").write_text(f"{head}\n")  # `voucher backup` waits for this to change
+            write_private(self.node_dir / "dumped", f"{head}\n")  # `voucher backup` waits for this to change
             log.debug("state: dumped at block %d", head)
         except (NodeDown, RuntimeError, ValueError) as exc:
             self.dirty = True

@@ -1,0 +1,144 @@
+"""A node killed hard, again and again, under load and during its dumps, comes back every time with a chain
+that `voucher audit verify` passes: dumps are written atomically, checked before loading, and an older good
+one takes over from a cut or inconsistent one."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from backend.audit.verify import verify
+from backend.chain import devnet
+from backend.chain.deploy import Deployment, admin_account, ensure_deployed
+from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, node_web3
+
+KILLS = 20
+
+
+class Load:
+    """Two senders writing to the ledger through the gateway as fast as it takes them, errors shrugged off
+    (the node is down half the time): the admin registers participants, the issuer issues a fen to them."""
+
+    def __init__(self, data_dir: Path, ledger: Ledger, programme: int, enterprises: list[str]) -> None:
+        self.url = Deployment.load(data_dir / "deployment.json").rpc_url
+        self.http = httpx.Client(headers=devnet.auth_headers(data_dir), timeout=5)
+        self.ledger, self.programme, self.enterprises = ledger, programme, enterprises
+        self.stop = threading.Event()
+        self.sent = 0
+        self.threads = [threading.Thread(target=self._run, args=(who,), daemon=True) for who in ("admin", "issuer")]
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        return self.http.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).json()
+
+    def _run(self, who: str) -> None:
+        sender: LocalAccount = getattr(self.ledger, who)
+        f = self.ledger.contract.functions
+        while not self.stop.is_set():
+            try:
+                nonce = int(self._rpc("eth_getTransactionCount", [sender.address, "pending"])["result"], 16)
+                for i in range(5):
+                    if who == "admin":
+                        call = f.registerParticipant(Account.create().address, ENTERPRISE, os.urandom(32))
+                    else:
+                        call = f.issue(self.programme, random.choice(self.enterprises), 1, os.urandom(32))
+                    tx = call.build_transaction({"from": sender.address, "gas": 300_000, "gasPrice": 0,
+                                                 "nonce": nonce + i, "chainId": self.ledger.chain_id})  # fmt: skip
+                    raw = "0x" + bytes(sender.sign_transaction(tx).raw_transaction).hex()
+                    if "result" in self._rpc("eth_sendRawTransaction", [raw]):
+                        self.sent += 1
+                time.sleep(0.05)
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                time.sleep(0.1)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        self.http.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    try:
+        yield tmp_path
+    finally:
+        devnet.down(tmp_path)
+
+
+def _wait_serving(data_dir: Path, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = devnet.status(data_dir)
+        url = Deployment.load(data_dir / "deployment.json").rpc_url if info is None else info.rpc_url
+        try:
+            answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
+            if answer.status_code == 200 and "result" in answer.json():
+                return url
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the devnet did not come back"
+        time.sleep(0.05)
+
+
+def _kill_during_a_dump(data_dir: Path) -> None:
+    """SIGKILL of the whole devnet while it writes a dump (when the window is caught), else at once."""
+    tmp = data_dir / "node" / "state.json.gz.tmp"
+    deadline = time.monotonic() + 3
+    while not tmp.exists() and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    devnet.kill_hard(data_dir)
+
+
+def test_a_node_killed_twenty_times_under_load_always_comes_back_verifiable(data_dir: Path) -> None:
+    info = devnet.up(data_dir, port=0, block_time=devnet.DEFAULT_BLOCK_TIME)
+    deployment = ensure_deployed(data_dir, info.rpc_url)
+    w3 = node_web3(info.rpc_url, data_dir)
+    ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
+                    chain_id=deployment.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
+                    finance=Account.create(), supervisor=Account.create())  # fmt: skip
+    ledger.send(ledger.contract.functions.grantRole(ISSUER_ROLE, ledger.issuer.address), ledger.admin)
+    provider = ledger.new_participant(PROVIDER)
+    programme = ledger.create_programme([provider.address], budget=10**15, capPerEnterprise=10**12)
+    enterprises = [ledger.new_participant(ENTERPRISE).address for _ in range(5)]
+    devnet.dump_now(data_dir)  # the ledger itself is never lost: what follows may be
+    path = data_dir / "deployment.json"
+    rng = random.Random(20261202)
+    heads, modes = [], []
+    with Load(data_dir, ledger, programme, enterprises) as load:
+        for kill in range(KILLS):
+            time.sleep(rng.uniform(0.2, 2.5))
+            mode = ("node", "during-dump", "whole")[kill % 3]
+            if mode == "node":  # anvil alone: its supervisor restarts it from the last good dump
+                before = devnet.kill_node(data_dir)
+                deadline = time.monotonic() + 60
+                while int((data_dir / "node" / "anvil.pid").read_text()) == before:
+                    assert time.monotonic() < deadline, "the supervisor did not restart anvil"
+                    time.sleep(0.05)
+            else:
+                _kill_during_a_dump(data_dir) if mode == "during-dump" else devnet.kill_hard(data_dir)
+                devnet.up(data_dir, port=0, block_time=devnet.DEFAULT_BLOCK_TIME)
+                ensure_deployed(data_dir, devnet.status(data_dir).rpc_url)  # type: ignore[union-attr]
+            url = _wait_serving(data_dir)
+            report = verify(path, url)
+            assert report.violations == [], (kill, mode, report.violations)
+            heads.append(report.last)
+            modes.append(mode)
+        assert load.sent > 2 * KILLS, "the load did not run"
+    assert len(heads) == KILLS and max(heads) > heads[0]  # the chain kept growing between kills
+    log = (data_dir / "devnet.log").read_text()
+    assert log.count("anvil exited") >= modes.count("node")
