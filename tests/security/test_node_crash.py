@@ -30,7 +30,8 @@ class Load:
     (the node is down half the time): the admin registers participants, the issuer issues a fen to them."""
 
     def __init__(self, data_dir: Path, ledger: Ledger, programme: int, enterprises: list[str]) -> None:
-        self.url = Deployment.load(data_dir / "deployment.json").rpc_url
+        self.record = data_dir / "deployment.json"
+        self.url = Deployment.load(self.record).rpc_url
         self.http = httpx.Client(headers=devnet.auth_headers(data_dir), timeout=5)
         self.ledger, self.programme, self.enterprises = ledger, programme, enterprises
         self.stop = threading.Event()
@@ -59,6 +60,7 @@ class Load:
                 time.sleep(0.05)
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 time.sleep(0.1)
+                self.url = Deployment.load(self.record).rpc_url  # a restarted devnet may serve on another port
 
     def __enter__(self) -> Load:
         for t in self.threads:
@@ -95,6 +97,15 @@ def _wait_serving(data_dir: Path, timeout: float = 60) -> str:
         time.sleep(0.05)
 
 
+def _wait_for_a_dump(data_dir: Path, timeout: float = 20) -> None:
+    marker = data_dir / "node" / "dumped"
+    before = marker.stat().st_mtime_ns if marker.is_file() else 0
+    deadline = time.monotonic() + timeout
+    while (marker.stat().st_mtime_ns if marker.is_file() else 0) == before:
+        assert time.monotonic() < deadline, "no dump was written while the load ran"
+        time.sleep(0.02)
+
+
 def _kill_during_a_dump(data_dir: Path) -> None:
     """SIGKILL of the whole devnet while it writes a dump (when the window is caught), else at once."""
     tmp = data_dir / "node" / "state.json.gz.tmp"
@@ -121,7 +132,8 @@ def test_a_node_killed_twenty_times_under_load_always_comes_back_verifiable(data
     heads, modes = [], []
     with Load(data_dir, ledger, programme, enterprises) as load:
         for kill in range(KILLS):
-            time.sleep(rng.uniform(0.2, 2.5))
+            _wait_for_a_dump(data_dir)  # what the load did so far is kept: the chain must grow across kills
+            time.sleep(rng.uniform(0.0, 2.5))
             mode = ("node", "during-dump", "whole")[kill % 3]
             if mode == "node":  # anvil alone: its supervisor restarts it from the last good dump
                 before = devnet.kill_node(data_dir)
@@ -139,6 +151,6 @@ def test_a_node_killed_twenty_times_under_load_always_comes_back_verifiable(data
             heads.append(report.last)
             modes.append(mode)
         assert load.sent > 2 * KILLS, "the load did not run"
-    assert len(heads) == KILLS and max(heads) > heads[0]  # the chain kept growing between kills
+    assert len(heads) == KILLS and len(set(heads)) > KILLS // 2  # the chain kept growing between kills
     log = (data_dir / "devnet.log").read_text()
     assert log.count("anvil exited") >= modes.count("node")
