@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -31,14 +32,16 @@ from backend.chain.deploy import ensure_deployed
 from scripts.benchlib import ApiWorld, DirectWorld, start_service, stop_service
 
 
-def node_ceiling(world: DirectWorld, count: int, *, through_gateway: bool) -> float:
-    """Pre-signed redeems in batches of 20, straight to anvil's private socket or through the permissioned
-    gateway (token, allowlist, recipient and caps checked for each), until every one is mined."""
+def node_ceiling(world: DirectWorld, count: int, *, through_gateway: bool, in_flight: int) -> float:
+    """Pre-signed redeems in batches of 20, `in_flight` batches at a time (as a busy service sends them),
+    straight to anvil's private socket or through the permissioned gateway (token, allowlist, recipient and
+    caps checked for each), until every one is mined."""
     raws = world.presigned_redeems(count)
     send = world.rpc_batch if through_gateway else world.ipc_batch
+    batches = [[("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws[i : i + 20]] for i in range(0, count, 20)]
     start = time.perf_counter()
-    for i in range(0, len(raws), 20):
-        send([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws[i : i + 20]])
+    with ThreadPoolExecutor(in_flight) as pool:
+        list(pool.map(send, batches))
     world.wait_all_mined()
     return count / (time.perf_counter() - start)
 
@@ -90,6 +93,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--ceiling-rounds", type=int, default=3, help="node ceiling runs per path (medians)")
     parser.add_argument("--ceiling-only", action="store_true", help="measure the node ceiling paths and stop")
+    parser.add_argument("--in-flight", type=int, default=4, help="node ceiling: batches sent at once")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-redeem-") as tmp:
@@ -102,8 +106,9 @@ def main() -> int:
             # Alternated, so that the machine's noise falls on both alike; medians compared.
             direct_runs, gateway_runs = [], []
             for _ in range(args.ceiling_rounds):
-                direct_runs.append(node_ceiling(direct, args.redemptions, through_gateway=False))
-                gateway_runs.append(node_ceiling(direct, args.redemptions, through_gateway=True))
+                for through, runs in ((False, direct_runs), (True, gateway_runs)):
+                    rate = node_ceiling(direct, args.redemptions, through_gateway=through, in_flight=args.in_flight)
+                    runs.append(rate)
             ceiling, through_gateway = statistics.median(direct_runs), statistics.median(gateway_runs)
             if args.ceiling_only:
                 print(json.dumps({"direct_per_s": [round(r) for r in direct_runs],

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class DirectWorld:
         self.http = httpx.Client(timeout=60, headers=devnet.auth_headers(data_dir))  # writes carry the node token
         self.rpc_url = rpc_url
         self.ipc_path = str(data_dir.resolve() / "node" / "anvil.ipc")  # the private node, behind the gateway
+        self._ipc_local = threading.local()
         dep = Deployment.load(data_dir / "deployment.json")
         self.chain_id = dep.chain_id
         self.contract = self.w3.eth.contract(address=Web3.to_checksum_address(dep.voucher.address), abi=dep.voucher.abi)
@@ -99,13 +101,14 @@ class DirectWorld:
 
     def ipc_batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         """The same batch, straight to anvil's private socket (the owner's way around the gateway)."""
-        if not hasattr(self, "_ipc"):
-            self._ipc = socket.socket(socket.AF_UNIX)
-            self._ipc.connect(self.ipc_path)
-            self._ipc_file = self._ipc.makefile("rb")
+        local = self._ipc_local
+        if not hasattr(local, "sock"):  # one connection per sending thread
+            local.sock = socket.socket(socket.AF_UNIX)
+            local.sock.connect(self.ipc_path)
+            local.file = local.sock.makefile("rb")
         body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-        self._ipc.sendall(json.dumps(body).encode())
-        answers = json.loads(self._ipc_file.readline())
+        local.sock.sendall(json.dumps(body).encode())
+        answers = json.loads(local.file.readline())
         errors = [a["error"] for a in answers if "error" in a]
         assert not errors, errors[:3]
         return [a["result"] for a in answers]

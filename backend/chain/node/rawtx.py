@@ -17,6 +17,9 @@ from Crypto.Hash import keccak as _Keccak
 SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 
+_ADDRESSES: dict[bytes, str] = {}
+
+
 class MalformedTransaction(ValueError):
     """The bytes are not a transaction of a type the gateway accepts; the message says why."""
 
@@ -107,7 +110,13 @@ def _recover(message: bytes, y_parity: int, r: int, s: int) -> str:
         public = PublicKey.from_signature_and_message(signature, _keccak(message), hasher=None)
     except Exception:  # coincurve raises plain Exception for a signature with no key behind it
         raise MalformedTransaction("the signature does not recover a key") from None
-    return "0x" + _keccak(public.format(compressed=False)[1:])[-20:].hex()
+    key = public.format(compressed=False)[1:]
+    address = _ADDRESSES.get(key)
+    if address is None:  # few keys send: remembering their addresses saves a hash per transaction
+        if len(_ADDRESSES) > 100_000:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[key] = "0x" + _keccak(key)[-20:].hex()
+    return address
 
 
 def decode(raw: bytes) -> RawTx:

@@ -97,12 +97,12 @@ def choose(folder: Path, legacy_dir: Path | None = None) -> tuple[Dump | None, l
     return None, notes
 
 
-def write(folder: Path, gz_bytes: bytes) -> int:
-    """Stores a dump (gzipped JSON, as the node gives it) after checking it; returns its head block.
+def write(folder: Path, gz_bytes: bytes) -> None:
+    """Stores a dump (gzipped JSON, as the node gives it). It is checked when it is loaded, not here: parsing
+    tens of megabytes in the gateway's process would stall it, and a dump taken alone with the node is whole.
 
     The current dump becomes the previous one only once the new one is safely on disk.
     """
-    head = check(json.loads(gzip.decompress(gz_bytes)))
     tmp = folder / (CURRENT + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -118,4 +118,3 @@ def write(folder: Path, gz_bytes: bytes) -> int:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return head
