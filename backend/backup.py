@@ -18,7 +18,6 @@ import sqlite3
 import tarfile
 import tempfile
 from datetime import UTC, date, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+from backend import version
 from backend.backup_crypto import BackupError, check_strength, seal
 from backend.chain import devnet
 from backend.chain.deploy import ADMIN_KEY_FILE, DEPLOYMENT_FILE, Deployment
@@ -74,7 +74,7 @@ def backup(data_dir: Path, out: Path, *, passphrase: bytes) -> dict[str, Any]:
         "format": FORMAT,
         "created_at": datetime.now(UTC).isoformat(),
         "versions": {
-            "ledger": _version(),
+            "ledger": version(),
             "python": platform.python_version(),
             "node": node,
             "sqlite": sqlite3.sqlite_version,
@@ -185,10 +185,3 @@ def _write_archive(out: Path, members: dict[str, bytes], manifest: dict[str, Any
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _version() -> str:
-    try:
-        return metadata.version("compute-voucher-ledger")
-    except metadata.PackageNotFoundError:
-        return "unknown"

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from backend import version
 from backend.chain import compiler, devnet
 from backend.chain.deploy import DeploymentError, admin_account, ensure_deployed
 from backend.paths import DEFAULT_DATA_DIR
@@ -156,8 +157,10 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; the README's table of commands is tested against it."""
     parser = argparse.ArgumentParser(prog="voucher", description="Compute Voucher Ledger")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build", help="compile the contracts into build/contracts")
@@ -252,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command in PRIVATE_COMMANDS:
         restrict_umask()  # every file written into a data folder, here or by a child process, is the owner's alone
     try:
