@@ -103,8 +103,9 @@ def test_the_private_node_is_not_reachable_over_tcp(node: tuple[Path, Deployment
 def test_a_raw_transaction_from_a_fresh_key_is_refused_naming_the_allowlist(node: tuple[Path, Deployment]) -> None:
     data_dir, dep = node
     stranger = Account.create()
-    answer = _rpc(dep.rpc_url, "eth_sendRawTransaction", [_raw(stranger, dep)], devnet.token(data_dir))
-    assert answer["error"]["code"] == -32007
+    for token in (devnet.token(data_dir), None):
+        answer = _rpc(dep.rpc_url, "eth_sendRawTransaction", [_raw(stranger, dep)], token)
+        assert answer["error"]["code"] == -32007
     assert (
         f"sender account {stranger.address.lower()} is not on the node's account allowlist"
         in answer["error"]["message"]

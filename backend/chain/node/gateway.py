@@ -167,8 +167,6 @@ class Gateway:
         )
 
     def _check_tx(self, ident: Any, params: Any, authorized: bool) -> dict[str, Any] | rawtx.RawTx:
-        if not authorized:
-            return _unauthorized(ident, "eth_sendRawTransaction")
         if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], str):
             return _error(ident, -32602, "eth_sendRawTransaction takes one 0x-hex signed transaction")
         hex_tx = params[0].removeprefix("0x")
@@ -179,9 +177,11 @@ class Gateway:
         except ValueError as exc:
             return _error(ident, TX_REFUSED, f"not an acceptable signed transaction: {exc}")
         rules = self.permissions
-        if tx.sender not in rules.accounts:
+        if tx.sender not in rules.accounts:  # first: a stranger is told the rule that stops it, token or not
             return _error(ident, SENDER_NOT_ALLOWED, f"sender account {tx.sender} is not on the node's account "
                           "allowlist (perm_addAccountsToAllowlist)")  # fmt: skip
+        if not authorized:
+            return _unauthorized(ident, "eth_sendRawTransaction")
         if tx.chain_id != self.chain_id:
             return _error(ident, TX_REFUSED, f"transaction for chain {tx.chain_id}; this node is chain {self.chain_id}")
         if tx.gas > self.limits.max_tx_gas:

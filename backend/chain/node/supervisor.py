@@ -89,6 +89,7 @@ class Supervisor:
             str(anvil_binary()), "--ipc", str(self.socket), "--host", "127.0.0.1", "--port", "8545",
             "--chain-id", str(self.chain_id), "--gas-price", "0", "--block-base-fee-per-gas", "0",
             "--gas-limit", str(BLOCK_GAS_LIMIT), "--accounts", "0",
+            "--quiet",  # anvil logs every call's method: a polling service would grow its log without end
         ]  # fmt: skip
         if not self.private:
             args[args.index("8545")] = str(_free_port())  # open node: its own port, reachable by every local process
