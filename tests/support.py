@@ -20,6 +20,7 @@ from web3.types import TxReceipt
 
 from backend.chain import devnet
 from backend.chain.consent import Redemption, sign_consent
+from backend.chain.deploy import Deployment, admin_account
 from backend.chain.errors import DecodedError, ErrorDecoder
 
 ENTERPRISE, PROVIDER = 1, 2
@@ -34,6 +35,14 @@ def node_web3(url: str, data_dir: Path) -> Web3:
     """A web3 client of the devnet at `url` carrying the node token of `data_dir` (its writes need it)."""
     headers = devnet.auth_headers(data_dir)
     return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30, "headers": headers}))
+
+
+def ledger_of(data_dir: Path, deployment: Deployment) -> Ledger:
+    """A test ledger over the contract recorded for `data_dir`: its admin, fresh staff keys, the node token."""
+    w3 = node_web3(deployment.rpc_url, data_dir)
+    return Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
+                  chain_id=deployment.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
+                  finance=Account.create(), supervisor=Account.create())  # fmt: skip
 
 
 def copy_node_access(devnet_dir: Path, target: Path) -> None:

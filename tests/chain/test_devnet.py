@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_account import Account
 from web3 import Web3
 
 from backend.chain import devnet
 from backend.chain.deploy import DEPLOYMENT_FILE, Deployment, DeploymentError, admin_account, ensure_deployed
 from backend.chain.node import statefile
 from backend.chain.node.supervisor import anvil_binary
-from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, node_web3
+from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, ledger_of, node_web3
 
 
 @pytest.fixture
@@ -56,9 +55,7 @@ def test_up_down_up_keeps_every_block_receipt_log_and_balance(data_dir: Path) ->
     deployment = ensure_deployed(data_dir, info.rpc_url)
     w3 = node_web3(info.rpc_url, data_dir)
     admin = admin_account(data_dir)
-    ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
-                    chain_id=info.chain_id, admin=admin, issuer=Account.create(), finance=Account.create(),
-                    supervisor=Account.create())  # fmt: skip
+    ledger = ledger_of(data_dir, deployment)
     ledger.send(ledger.contract.functions.grantRole(ISSUER_ROLE, ledger.issuer.address), admin)
     enterprise = ledger.new_participant(ENTERPRISE)
     provider = ledger.new_participant(PROVIDER)
@@ -143,9 +140,7 @@ def test_the_node_is_free_gas_with_nothing_prefunded_and_listens_only_on_loopbac
     w3 = node_web3(info.rpc_url, data_dir)
     assert list(w3.eth.accounts) == []  # nothing prefunded, nothing unlocked
     # Free gas: an allowlisted account that never held ether gets its transaction mined.
-    ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
-                    chain_id=info.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
-                    finance=Account.create(), supervisor=Account.create())  # fmt: skip
+    ledger = ledger_of(data_dir, deployment)
     assert w3.eth.get_balance(ledger.issuer.address) == 0
     receipt = ledger.send(ledger.contract.functions.grantRole(ISSUER_ROLE, ledger.issuer.address), ledger.admin)
     ledger.issue(ledger.create_programme([]), ledger.new_participant(ENTERPRISE).address, 1)
@@ -168,9 +163,7 @@ def test_blocks_are_made_only_while_transactions_wait_and_an_idle_dump_does_not_
     time.sleep(3)  # idle: no block, and the dump is neither grown nor rewritten
     assert w3.eth.block_number == start and dump.stat().st_size == size
     # Work: transactions sent together wait at most a block time and share blocks.
-    ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
-                    chain_id=info.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
-                    finance=Account.create(), supervisor=Account.create())  # fmt: skip
+    ledger = ledger_of(data_dir, deployment)
     enterprises = [ledger.new_participant(ENTERPRISE, register=False) for _ in range(10)]
     f, admin = ledger.contract.functions, ledger.admin
     nonce = w3.eth.get_transaction_count(admin.address)
@@ -235,9 +228,7 @@ def test_a_cut_dump_falls_back_to_the_previous_one_and_says_what_was_lost(data_d
     _eventually(lambda: _dump_head(data_dir) >= deployment.voucher.deploy_block)
     devnet.dump_now(data_dir)  # the deployment is now in the current and the previous dump
     w3 = node_web3(info.rpc_url, data_dir)
-    ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
-                    chain_id=info.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
-                    finance=Account.create(), supervisor=Account.create())  # fmt: skip
+    ledger = ledger_of(data_dir, deployment)
     ledger.new_participant(ENTERPRISE)
     devnet.dump_now(data_dir)
     head = w3.eth.block_number

@@ -13,7 +13,7 @@ from eth_account import Account
 
 from backend.chain import devnet
 from backend.chain.deploy import admin_account, ensure_deployed
-from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, node_web3
+from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, ledger_of
 
 
 @pytest.fixture
@@ -28,10 +28,7 @@ def two_ledgers(tmp_path: Path) -> Iterator[tuple[Ledger, Ledger]]:
         for folder in (first, second):
             info = devnet.up(folder, port=0, block_time=None)
             dep = ensure_deployed(folder, info.rpc_url)
-            w3 = node_web3(info.rpc_url, folder)
-            ledger = Ledger(w3=w3, contract=w3.eth.contract(address=dep.voucher.address, abi=dep.voucher.abi),
-                            chain_id=dep.chain_id, admin=admin_account(folder), issuer=Account.create(),
-                            finance=Account.create(), supervisor=Account.create())  # fmt: skip
+            ledger = ledger_of(folder, dep)
             ledger.send(ledger.contract.functions.grantRole(ISSUER_ROLE, ledger.issuer.address), ledger.admin)
             ledgers.append(ledger)
         yield ledgers[0], ledgers[1]

@@ -19,8 +19,8 @@ from eth_account.signers.local import LocalAccount
 
 from backend.audit.verify import verify
 from backend.chain import devnet
-from backend.chain.deploy import Deployment, admin_account, ensure_deployed
-from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, node_web3
+from backend.chain.deploy import Deployment, ensure_deployed
+from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, ledger_of
 
 KILLS = 20
 
@@ -118,10 +118,7 @@ def _kill_during_a_dump(data_dir: Path) -> None:
 def test_a_node_killed_twenty_times_under_load_always_comes_back_verifiable(data_dir: Path) -> None:
     info = devnet.up(data_dir, port=0, block_time=devnet.DEFAULT_BLOCK_TIME)
     deployment = ensure_deployed(data_dir, info.rpc_url)
-    w3 = node_web3(info.rpc_url, data_dir)
-    ledger = Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
-                    chain_id=deployment.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
-                    finance=Account.create(), supervisor=Account.create())  # fmt: skip
+    ledger = ledger_of(data_dir, deployment)
     ledger.send(ledger.contract.functions.grantRole(ISSUER_ROLE, ledger.issuer.address), ledger.admin)
     provider = ledger.new_participant(PROVIDER)
     programme = ledger.create_programme([provider.address], budget=10**15, capPerEnterprise=10**12)
