@@ -33,16 +33,17 @@ def test_200_concurrent_redemptions_from_20_providers(api: Api) -> None:
             "invoice_amount": 1_000_00 + i,
             "category": "intelligent",
         }
-        return api.ok(as_provider[i % PROVIDERS].post("/v1/redemptions", body), 201)  # type: ignore[no-any-return]
+        return api.ok(as_provider[i % PROVIDERS].post_alone("/v1/redemptions", body), 201)  # type: ignore[no-any-return]
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         claims = list(pool.map(claim, range(CLAIMS)))
     # Each provider's key signs 10 burns at the same moment: the nonce reservation is what is under test.
     by_enterprise = {e["id"]: client for e, client in zip(enterprises, as_enterprise, strict=True)}
+    def confirm(c: dict[str, Any]) -> Any:
+        return by_enterprise[c["enterprise_id"]].post_alone(f"/v1/redemptions/{c['id']}/confirm")
+
     with ThreadPoolExecutor(max_workers=CLAIMS) as pool:
-        responses = list(
-            pool.map(lambda c: by_enterprise[c["enterprise_id"]].post(f"/v1/redemptions/{c['id']}/confirm"), claims)
-        )
+        responses = list(pool.map(confirm, claims))
     failures = [r.text for r in responses if r.status_code != 200]
     assert failures == []
     confirmed = [r.json() for r in responses]
