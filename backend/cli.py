@@ -13,6 +13,7 @@ from backend.paths import DEFAULT_DATA_DIR
 from backend.private_files import restrict_umask
 from backend.settings import ConfigError
 
+GRACEFUL_STOP_S = 3  # a clean stop waits this long for requests in flight; stored transactions outlive it
 PRIVATE_COMMANDS = {"serve", "devnet", "deploy", "backup", "restore"}  # the ones that write into a data folder
 
 
@@ -85,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         if _devnet_up(up) != 0:
             return 1
     try:
-        from backend.services.context import build_context
+        from backend.services.wiring import build_context
 
         build_context(settings).close()  # checks configuration and bootstraps once, before workers start
     except ConfigError as exc:
@@ -93,7 +94,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     key_file = data_dir / "admin-api-key"
     print(f"admin API key: {key_file} (keep it secret); API docs at http://{args.host}:{args.port}/docs")
-    uvicorn.run("backend.api.main:app", host=args.host, port=args.port, workers=args.workers, log_level="info")
+    # A clean stop takes seconds: requests still waiting for a block are left to the monitor (their transactions
+    # are stored), instead of holding the shutdown until each one's wait runs out.
+    uvicorn.run("backend.api.main:app", host=args.host, port=args.port, workers=args.workers, log_level="info",
+                timeout_graceful_shutdown=GRACEFUL_STOP_S)  # fmt: skip
     return 0
 
 

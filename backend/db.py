@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -84,6 +84,22 @@ def _sqlite_transactions(engine: Engine, begin: str) -> None:
 
 def init_db(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
+    _add_new_columns(engine)
+
+
+def _add_new_columns(engine: Engine) -> None:
+    """Columns added to a table after a database was made (each with a default), added to it in place."""
+    with engine.begin() as conn:
+        existing = inspect(conn)  # on the same connection: the writer's lock is taken once
+        for table in SQLModel.metadata.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                default = getattr(column.default, "arg", None)
+                literal = "" if default is None or callable(default) else f" DEFAULT {default!r}"
+                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}{literal}')
 
 
 @contextmanager

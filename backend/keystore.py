@@ -90,6 +90,9 @@ class EncryptedKeyStore:
             self._cache[address] = account
         return account
 
+    def loaded(self, address: str) -> bool:
+        return address in self._cache
+
     def load(self, address: str) -> None:
         """Decrypts `address`'s key now, so signing inside a database transaction needs no second one."""
         self._account(address)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from backend.api.app import create_app
 from backend.audit.mirror import Indexer
-from backend.services.context import Context, build_context
+from backend.services.context import Context
 from backend.services.monitor import Monitor
+from backend.services.wiring import build_context
 from backend.settings import get_settings
 
 

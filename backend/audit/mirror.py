@@ -92,7 +92,7 @@ def _resume_point(ctx: Context) -> int:
 
 
 def _store(ctx: Context, chunk: logscan.LogRange) -> None:
-    decoded = [d for d in (ctx.chain.events.decode(raw) for raw in chunk.logs) if d is not None]
+    decoded = [d for d in (ctx.chain.codec.events.decode(raw) for raw in chunk.logs) if d is not None]
     numbers = {d.block_number for d in decoded} | {chunk.last}
     headers = logscan.block_headers(ctx.chain.rpc, sorted(numbers))
     if chunk.last not in headers:

@@ -1,5 +1,5 @@
-"""The service's view of the ComputeVoucher contract: encode calls, read state, send through the pipeline,
-and turn the contract's custom errors into domain errors (one table)."""
+"""The service's view of the ComputeVoucher contract: typed reads, sends through the pipeline, and the node's
+account allowlist. Encoding and error translation are the codec's."""
 
 from __future__ import annotations
 
@@ -7,58 +7,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
-from eth_utils.abi import function_signature_to_4byte_selector
 from web3 import Web3
 
-from backend import errors as e
-from backend.chain.abi import canonical_type
+from backend.chain.codec import LedgerCodec
 from backend.chain.deploy import Deployment
-from backend.chain.errors import DecodedError, ErrorDecoder
-from backend.chain.events import DecodedEvent, EventDecoder
-from backend.chain.pipeline import TxOutcome, TxPipeline
+from backend.chain.events import DecodedEvent
+from backend.chain.pipeline import TxPipeline
 from backend.chain.rpc import Rpc, RpcError
-from backend.money import yuan
+from backend.chain.txtypes import Call, Submitted, TxOutcome
+from backend.errors import LedgerError, TransactionPending
+from backend.models.states import TxKind
 
 ENTERPRISE, PROVIDER = 1, 2
 ROLES = {
     "issuer": Web3.keccak(text="ISSUER_ROLE"),
     "finance": Web3.keccak(text="FINANCE_ROLE"),
     "supervisor": Web3.keccak(text="SUPERVISOR_ROLE"),
-}
-
-
-def _m(template: str) -> Any:
-    def build(a: dict[str, Any]) -> str:
-        money = {k: yuan(v) for k, v in a.items() if isinstance(v, int) and k in {"available", "amount", "maxSubsidy"}}
-        return template.format(**{**a, **money})
-
-    return build
-
-
-# Contract error -> (domain error, message). The service checks most of these before sending;
-# this table is what a caller sees when the chain is the one that refuses.
-CONTRACT_ERRORS: dict[str, tuple[type[e.LedgerError], Any]] = {
-    "ProgrammeBudgetExceeded": (e.BudgetExceeded, _m("programme {programmeId} has {available} left; {amount} asked")),
-    "EnterpriseCapExceeded": (e.CapExceeded, _m("the enterprise may receive {available} more; {amount} asked")),
-    "InvoiceAlreadyRedeemed": (e.InvoiceAlreadyRedeemed, _m("this invoice was already subsidised")),
-    "RedemptionExceedsSubsidy": (e.ExceedsSubsidy, _m("{amount} exceeds the subsidy share {maxSubsidy}")),
-    "ProgrammeExpired": (e.ProgrammeExpired, _m("programme {programmeId} has expired")),
-    "ProgrammeNotStarted": (e.ProgrammeNotStarted, _m("programme {programmeId} has not started")),
-    "ProgrammeStillActive": (e.ProgrammeStillActive, _m("programme {programmeId} is still open")),
-    "AccountIsFrozen": (e.AccountFrozen, _m("account {account} is frozen")),
-    "ProviderNotInProgramme": (e.ProviderNotInProgramme, _m("the provider is not approved in this programme")),
-    "CategoryNotAllowed": (e.CategoryNotAllowed, _m("category {category} is outside the programme's scope")),
-    "RelatedPartyRedemption": (e.RelatedParty, _m("enterprise and provider are declared related parties")),
-    "ERC1155InsufficientBalance": (e.InsufficientBalance, _m("the balance is {balance} fen; {needed} fen needed")),
-    "ConsentExpired": (e.ConsentRejected, _m("the enterprise's consent expired")),
-    "ConsentSignerMismatch": (e.ConsentRejected, _m("the consent was not signed by the enterprise")),
-    "ConsentSignatureInvalid": (e.ConsentRejected, _m("the consent signature is invalid")),
-    "ConsentNonceUsed": (e.ConsentRejected, _m("the consent was already used")),
-    "EnforcedPause": (e.LedgerPaused, _m("the ledger is paused by its supervisors")),
-    "ParticipantAlreadyRegistered": (e.AlreadyExists, _m("account {account} is already registered")),
-    "ZeroAmount": (e.InvalidInput, _m("an amount of zero is not allowed")),
 }
 
 
@@ -85,46 +49,29 @@ class ProgrammeState:
 
 
 class VoucherChain:
-    def __init__(self, deployment: Deployment, rpc: Rpc, pipeline: TxPipeline | None = None) -> None:
+    """Reads at the latest block (or one given), and sends through the pipeline (None: a read-only view)."""
+
+    def __init__(self, deployment: Deployment, rpc: Rpc, codec: LedgerCodec, pipeline: TxPipeline | None = None):
         self.deployment = deployment
-        self.address = Web3.to_checksum_address(deployment.voucher.address)
+        self.codec = codec
+        self.address = codec.address
         self.rpc = rpc
         self.pipeline = pipeline
-        functions = [f for f in deployment.voucher.abi if f.get("type") == "function"]
-        self._inputs: dict[str, tuple[bytes, list[str]]] = {}
-        for f in functions:
-            types = [canonical_type(i) for i in f["inputs"]]
-            self._inputs[f["name"]] = (function_signature_to_4byte_selector(f"{f['name']}({','.join(types)})"), types)
-        self._outputs = {
-            f["name"]: [canonical_type(o) for o in f["outputs"]]
-            for f in deployment.voucher.abi
-            if f.get("type") == "function"
-        }
-        self.errors = ErrorDecoder(deployment.voucher.abi)
-        self.events = EventDecoder(deployment.voucher.abi)
+        self.events, self.errors = codec.events, codec.errors
         self.clock: Callable[[], int | None] | None = None
 
     @property
     def chain_id(self) -> int:
         return self.deployment.chain_id
 
-    def translate(self, revert_data: str | None, message: str) -> e.LedgerError:
-        decoded = self.errors.decode(revert_data)
-        if decoded is None:
-            return e.ChainReverted(f"the contract refused: {message}")
-        cls, build = CONTRACT_ERRORS.get(decoded.name, (e.ChainReverted, None))
-        text = build(decoded.args) if build else f"the contract refused: {decoded}"
-        return cls(text, contract_error=decoded.name, contract_args=_jsonable(decoded))
+    def translate(self, revert_data: str | None, message: str) -> LedgerError:
+        return self.codec.translate(revert_data, message)
 
     def encode(self, fn: str, *args: Any) -> str:
-        # Selector and types are worked out once: web3's encode_abi re-validated the whole ABI per call (~4 ms).
-        selector, types = self._inputs[fn]
-        return "0x" + (selector + abi_encode(types, args)).hex()
+        return self.codec.encode(fn, *args)
 
     def call(self, fn: str, *args: Any, block: str | int = "latest") -> Any:
-        raw = self.rpc.eth_call(self.address, self.encode(fn, *args), block=block)
-        values = abi_decode(self._outputs[fn], bytes.fromhex(raw[2:]))
-        return values[0] if len(values) == 1 else values
+        return self.codec.decode_result(fn, self.rpc.eth_call(self.address, self.encode(fn, *args), block=block))
 
     def call_many(self, calls: list[tuple[str, tuple[Any, ...]]]) -> tuple[list[Any], int]:
         """Several reads and the chain's clock, in one round trip to the node (all at the same latest block)."""
@@ -133,10 +80,7 @@ class VoucherChain:
             ("eth_call", [{"to": self.address, "data": self.encode(fn, *args)}, "latest"]) for fn, args in calls
         ]
         block, *raws = self.rpc.batch(requests)
-        out = []
-        for (fn, _), raw in zip(calls, raws, strict=True):
-            values = abi_decode(self._outputs[fn], bytes.fromhex(str(raw)[2:]))
-            out.append(values[0] if len(values) == 1 else values)
+        out = [self.codec.decode_result(fn, raw) for (fn, _), raw in zip(calls, raws, strict=True)]
         return out, int(block["timestamp"], 16)
 
     def read_at(self, block: int, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
@@ -147,21 +91,24 @@ class VoucherChain:
             raws = self.rpc.batch(
                 [("eth_call", [{"to": self.address, "data": self.encode(fn, *args)}, hex(block)]) for fn, args in chunk]
             )
-            for (fn, _), raw in zip(chunk, raws, strict=True):
-                values = abi_decode(self._outputs[fn], bytes.fromhex(str(raw)[2:]))
-                out.append(values[0] if len(values) == 1 else values)
+            out += [self.codec.decode_result(fn, raw) for (fn, _), raw in zip(chunk, raws, strict=True)]
         return out
 
-    def send(self, sender: str, fn: str, *args: Any, kind: str, ref: str = "", wait_s: float | None = None,
-             gas: int | None = None) -> TxOutcome:  # fmt: skip
-        """Sends through the pipeline. A known `gas` skips the dry run: a refusal is then mined and decoded."""
+    def send(self, sender: str, fn: str, *args: Any, kind: TxKind, ref: str = "", wait_s: float | None = None,
+             gas: int | None = None) -> Submitted:  # fmt: skip
+        """Sends through the pipeline, with no record of its own stored first: the kind's completion handler
+        records what it did. A known `gas` skips the dry run: a refusal is then mined and decoded."""
         assert self.pipeline is not None, "a read-only VoucherChain cannot send"
-        data = self.encode(fn, *args)
-        return self.pipeline.transact(sender, self.address, data, kind=kind, ref=ref, wait_s=wait_s, gas=gas)
+        sent = self.pipeline.send(sender, Call(kind, self.encode(fn, *args), ref, gas), wait_s=wait_s)
+        if sent.pending:  # stored and tracked: its completion handler records it once mined
+            raise TransactionPending(
+                f"transaction {sent.tx_hash} was sent but is not yet in a block; it is tracked and will be resolved",
+                tx_hash=sent.tx_hash,
+            )
+        return sent
 
     def decode_logs(self, outcome: TxOutcome) -> list[DecodedEvent]:
-        decoded = (self.events.decode(log) for log in outcome.logs)
-        return [d for d in decoded if d is not None]
+        return self.codec.decode_events(outcome.logs)
 
     # -- typed reads ---------------------------------------------------------------------------
     def programme(self, programme_id: int) -> ProgrammeState:
@@ -208,7 +155,3 @@ class VoucherChain:
 
     def has_role(self, role: str, account: str) -> bool:
         return bool(self.call("hasRole", ROLES[role], account))
-
-
-def _jsonable(decoded: DecodedError) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, int) and abs(v) > 2**53 else v) for k, v in decoded.args.items()}

@@ -7,7 +7,7 @@ from sqlalchemy import case, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from backend.models import ChainTx, Redemption, SettlementBatch, SignerNonce, utcnow
 
@@ -16,13 +16,15 @@ from backend.models import ChainTx, Redemption, SettlementBatch, SignerNonce, ut
 _NAMED_BEFORE_MINED = ((Redemption, "tx_hash"), (SettlementBatch, "anchor_tx_hash"))
 
 
-def ensure_row(s: Session, sender: str, chain_next: int) -> None:
+def ensure_row(conn: Connection, sender: str, chain_next: int) -> None:
     """The signer's nonce row, made at the chain's count if new, and moved up to it if the key was used elsewhere."""
-    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-    s.exec(insert(SignerNonce).values(address=sender, next_nonce=chain_next).on_conflict_do_nothing())
-    row = s.get(SignerNonce, sender)
-    if row is not None and row.next_nonce < chain_next:
-        row.next_nonce = chain_next  # someone else used this key: never reuse a nonce it spent
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(insert(SignerNonce).values(address=sender, next_nonce=chain_next).on_conflict_do_nothing())
+    conn.execute(  # someone else used this key: never reuse a nonce it spent
+        update(SignerNonce)
+        .where(col(SignerNonce.address) == sender, col(SignerNonce.next_nonce) < chain_next)
+        .values(next_nonce=chain_next)
+    )
 
 
 def reserve(conn: Connection, sender: str, *, at_least: int = 0) -> int:

@@ -1,66 +1,50 @@
-"""The one path every transaction takes.
+"""The one path every transaction takes, and the one place that finishes the record it serves.
 
-1. Dry-run it (eth_estimateGas): a refusal is decoded into a domain error before any nonce is used.
-2. Reserve the signer's next nonce in the database (atomic UPDATE ... RETURNING: safe across threads and
-   worker processes), sign locally and store the signed transaction, in one short database transaction.
-3. Broadcast. "already known" means the node has it: success, not an error. "nonce too low" for a transaction
-   never mined means the key was used outside the service: the same call is signed again at the chain's next
-   nonce, stored in place of the refused one (before it is sent), and sent once more.
-4. Wait for the receipt; check `status`; a revert is replayed to recover its custom error.
-A transaction without a receipt in time stays tracked: the monitor rebroadcasts and resolves it later.
+`submit`:
+1. In one database transaction (shared with other writes arriving together: group commit), the caller's `record`
+   stores or moves the record the transaction serves and says what to send; the signer's next nonce is reserved
+   (atomic UPDATE ... RETURNING, safe across worker processes), the transaction signed and stored.
+2. Broadcast (batched with others). "already known" is success. "nonce too low" for a transaction never mined
+   means the key was used outside the service: the same call is signed again at the chain's next nonce, stored in
+   place of the refused one, and sent once more.
+3. Await the receipt: a future the block follower resolves; no thread waits.
+4. Finish: the outcome is recorded on the transaction's row and the kind's completion handler finishes the record,
+   in one database transaction. A revert is replayed to recover its custom error, recorded, then raised.
+A transaction without a receipt in time stays stored: the monitor, or a retry taking over, finishes it later
+through `complete`, with the same handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import rlp
 from sqlalchemy import insert, update
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy.engine import Connection
+from sqlmodel import col
 
 from backend.chain import nonces
+from backend.chain.broadcast import Broadcaster, Sent
+from backend.chain.receipts import BlockFollower, Receipt
 from backend.chain.rpc import Rpc, RpcError
-from backend.db import session_scope
-from backend.errors import ChainError, LedgerError, NodeUnavailable, NonceSpent, TransactionPending
+from backend.chain.txtypes import Call, Completion, StoredTx, Submitted, TxOutcome
+from backend.errors import ChainError, LedgerError, NonceSpent
 from backend.faults import crash_point
+from backend.groupcommit import GroupWriter
 from backend.keystore import Signer
 from backend.models import ChainTx, utcnow
+from backend.models.states import TxKind, TxStatus
 
 log = logging.getLogger(__name__)
 
 # Turns revert data (or None) and the node's message into the domain error to raise.
 Translate = Callable[[str | None, str], LedgerError]
-_KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
-
-
-@dataclass(frozen=True)
-class StoredTx:
-    """A signed transaction, stored before broadcast, with what is needed to replay it."""
-
-    tx_hash: str
-    raw: bytes
-    sender: str
-    to: str
-    data: str
-    kind: str = ""
-
-
-@dataclass(frozen=True)
-class TxOutcome:
-    tx_hash: str
-    block_number: int
-    block_hash: str
-    gas_used: int
-    logs: list[dict[str, Any]] = field(default_factory=list)
-
-
+Record = Callable[[Connection], Call]
 PAUSED_SELECTOR = "0x5c975abb"  # paused()
 
 
@@ -69,259 +53,259 @@ class TxPipeline:
         self,
         *,
         rpc: Rpc,
-        engine: Engine,
+        writer: GroupWriter,
+        follower: BlockFollower,
         signer: Signer,
         chain_id: int,
+        to: str,
         translate: Translate,
-        watcher: Any,
+        decode_events: Callable[[list[dict[str, Any]]], list[Any]],
+        completions: dict[TxKind, Completion],
         wait_s: float = 15.0,
-        filler_to: str | None = None,
     ) -> None:
         self.rpc = rpc
-        # A permissioned node takes transactions only to the ledger: a filler calls its `paused()` view there.
-        self._filler_to = filler_to
-        self._engine = engine
+        self.writer = writer
+        self.follower = follower
         self._signer = signer
         self._chain_id = chain_id
+        self.to = to  # the ledger: a permissioned node takes transactions to it only (fillers call its paused())
         self._translate = translate
-        self._watcher = watcher
+        self._decode_events = decode_events
+        self._completions = completions
         self._wait_s = wait_s  # how long a request waits for its receipt before answering "pending"
+        self._broadcaster = Broadcaster(rpc)
         self._ready: set[str] = set()
         self._ready_lock = threading.Lock()
 
     # -- the path --------------------------------------------------------------------------------
-    def transact(
-        self,
-        sender: str,
-        to: str,
-        data: str,
-        *,
-        kind: str,
-        ref: str = "",
-        wait_s: float | None = None,
-        gas: int | None = None,
-    ) -> TxOutcome:
-        """The whole path in one call, for transactions with no record of their own to move along."""
-        if gas is None:
-            gas = self.estimate(sender, to, data)
-        self.prepare(sender)
-        with session_scope(self._engine) as s:
-            stored = self.store(s, sender, to, data, gas=gas, kind=kind, ref=ref)
-        crash_point(f"pipeline.stored:{kind}")
-        receipt = self.send_and_wait(stored, wait_s)
-        result = self.outcome(stored, receipt)
-        with session_scope(self._engine) as s:
-            self.record(s, stored, result)
-        if isinstance(result, LedgerError):
-            raise result
-        return result
+    async def submit(self, sender: str, record: Record, *, wait_s: float | None = None) -> Submitted:
+        """Stores, sends and finishes one transaction; raises the decoded error if the chain refused it."""
+        if sender not in self._ready:
+            await asyncio.to_thread(self.prepare, sender)
+        stored = await self.writer.run_async(lambda conn: self.store(conn, sender, record(conn)))
+        crash_point(f"pipeline.stored:{stored.kind}")
+        future = self.follower.expect(stored.tx_hash)  # before sending: a fast block cannot slip past
+        try:
+            sent = await asyncio.wrap_future(self._broadcaster.send(stored.raw))
+        except RpcError as exc:  # stored all the same: the monitor gives it up in time and fails its record
+            self.follower.forget(stored.tx_hash)
+            raise ChainError(f"the node refused transaction {stored.tx_hash}: {exc.message}",
+                             tx_hash=stored.tx_hash) from None  # fmt: skip
+        if sent is Sent.NONCE_TOO_LOW:
+            renewed = await asyncio.to_thread(self._after_nonce_too_low, stored)
+            if renewed is not stored:
+                stored, future = renewed, self.follower.expect(renewed.tx_hash)
+                sent = await asyncio.to_thread(self._send_now, renewed.raw, renewed.tx_hash)  # refused again: raises
+        if sent is Sent.UNAVAILABLE:  # stored: the monitor sends it when the node is back
+            self.follower.forget(stored.tx_hash)
+            return Submitted(stored.tx_hash, pending=True)
+        crash_point(f"pipeline.broadcast:{stored.kind}")
+        receipt = await self.follower.wait(future, stored.tx_hash, self._wait_s if wait_s is None else wait_s)
+        crash_point(f"pipeline.receipt:{stored.kind}")
+        if receipt is None:
+            return Submitted(stored.tx_hash, pending=True)
+        if _reverted(receipt):
+            return await asyncio.to_thread(self._finish, stored, receipt)  # raises the decoded error
+        outcome = self._outcome(receipt)
+        return await self.writer.run_async(lambda conn: self._complete(conn, stored, outcome))
 
-    def estimate(self, sender: str, to: str, data: str) -> int:
+    def submit_sync(self, sender: str, record: Record, *, wait_s: float | None = None) -> Submitted:
+        """`submit`, for code running in a thread of its own (sync routes, the monitor, the CLI)."""
+        return asyncio.run(self.submit(sender, record, wait_s=wait_s))
+
+    def send(self, sender: str, call: Call, *, wait_s: float | None = None) -> Submitted:
+        """A transaction with no record of its own to store first; a call without gas is dry-run first, so a
+        refusal is decoded before any nonce is used."""
+        if call.gas is None:
+            call = dataclasses.replace(call, gas=self.estimate(sender, call.data))
+        return self.submit_sync(sender, lambda _conn: call, wait_s=wait_s)
+
+    def estimate(self, sender: str, data: str) -> int:
         """Gas for the call, or its refusal as a domain error, before any nonce is used."""
         try:
-            return self.rpc.estimate_gas(sender, to, data) * 13 // 10 + 10_000
+            return self.rpc.estimate_gas(sender, self.to, data) * 13 // 10 + 10_000
         except RpcError as exc:
             raise self._translate(exc.revert_data, exc.message) from None
 
     def prepare(self, sender: str) -> None:
-        """Everything that needs the node or a second database session, done before `store`'s transaction."""
-        self._ensure_signer(sender)
+        """First use of a signer in this process: its nonce row exists (at the chain's count) and its key is loaded,
+        so the database transaction that signs needs neither the node nor a second transaction."""
+        if sender in self._ready:
+            return
+        chain_next = self.rpc.pending_nonce(sender)
+        self.writer.run(lambda conn: nonces.ensure_row(conn, sender, chain_next))
         self._signer.load(sender)
+        with self._ready_lock:
+            self._ready.add(sender)
 
-    def store(self, s: Session, sender: str, to: str, data: str, *, gas: int, kind: str, ref: str) -> StoredTx:
-        """Reserves the nonce, signs and stores, inside the caller's database transaction (after `prepare`)."""
-        nonce = nonces.reserve(s.connection(), sender)
-        raw, tx_hash = self._sign(sender, to, data, gas=gas, nonce=nonce)
+    def store(self, conn: Connection, sender: str, call: Call) -> StoredTx:
+        """Step 1 inside the caller's database transaction: the nonce reserved, the call signed and stored."""
+        nonce = nonces.reserve(conn, sender)
+        assert call.gas is not None, "a call is stored with its gas"
+        raw, tx_hash = self._sign(sender, call.data, gas=call.gas, nonce=nonce)
         # A Core insert: the ORM's unit of work cost three times as much on this hot path.
-        s.connection().execute(
-            insert(ChainTx).values(signer=sender, nonce=nonce, tx_hash=tx_hash, raw=raw, kind=kind, ref=ref)
-        )
-        return StoredTx(tx_hash=tx_hash, raw=raw, sender=sender, to=to, data=data, kind=kind)
+        conn.execute(insert(ChainTx).values(signer=sender, nonce=nonce, tx_hash=tx_hash, raw=raw, kind=call.kind,
+                                            ref=call.ref))  # fmt: skip
+        if call.link is not None:
+            call.link(conn, tx_hash)
+        return StoredTx(tx_hash=tx_hash, raw=raw, sender=sender, data=call.data, kind=TxKind(call.kind), ref=call.ref)
 
-    def send_and_wait(self, stored: StoredTx, wait_s: float | None = None) -> dict[str, Any]:
-        """Broadcasts a stored transaction and waits for its receipt; raises TransactionPending on time-out.
-        The receipt may be a re-signed successor's (its nonce was spent outside): `outcome` follows the receipt."""
-        self._watcher.expect(stored.tx_hash)
-        try:
-            sent = self.broadcast(stored.raw, stored.tx_hash)
-        except NonceSpent as spent:
-            self._watcher.forget(stored.tx_hash)
-            stored = self._renew(stored, spent)
-            self._watcher.expect(stored.tx_hash)
-            sent = self.broadcast(stored.raw, stored.tx_hash)  # once: refused again, the caller gets NonceSpent
-        if not sent:  # stored: the monitor sends it when the node is back
-            raise TransactionPending(
-                f"the chain node did not answer; transaction {stored.tx_hash} is stored and will be sent",
-                tx_hash=stored.tx_hash,
-            )
-        crash_point(f"pipeline.broadcast:{stored.kind}")
-        receipt: dict[str, Any] | None = self._watcher.wait(stored.tx_hash, self._wait_s if wait_s is None else wait_s)
-        crash_point(f"pipeline.receipt:{stored.kind}")
+    # -- finishing ---------------------------------------------------------------------------------
+    async def follow(self, stored: StoredTx, *, wait_s: float | None = None) -> Submitted:
+        """Finishes a transaction an earlier attempt stored (a retry taking over from a request that died): sent
+        again if the node lost it, then finished by its kind's handler like any other. Never signs another."""
+        future = self.follower.expect(stored.tx_hash)
+        receipt = await asyncio.to_thread(self.resolve, stored)
         if receipt is None:
-            raise TransactionPending(
-                f"transaction {stored.tx_hash} was sent but is not yet in a block; it is tracked and will be resolved",
-                tx_hash=stored.tx_hash,
-            )
+            receipt = await self.follower.wait(future, stored.tx_hash, self._wait_s if wait_s is None else wait_s)
+            if receipt is None:
+                return Submitted(stored.tx_hash, pending=True)
+        self.follower.forget(stored.tx_hash)
+        if _reverted(receipt):
+            return await asyncio.to_thread(self._finish, stored, receipt)
+        outcome = self._outcome(receipt)
+        return await self.writer.run_async(lambda conn: self._complete(conn, stored, outcome))
+
+    def follow_sync(self, stored: StoredTx, *, wait_s: float | None = None) -> Submitted:
+        return asyncio.run(self.follow(stored, wait_s=wait_s))
+
+    def resolve(self, stored: StoredTx) -> Receipt | None:
+        """A stored transaction's receipt; None after re-sending it if the node no longer knows it."""
+        receipt = self.rpc.receipt(stored.tx_hash)
+        if receipt is None and self.rpc.call("eth_getTransactionByHash", [stored.tx_hash]) is None:
+            self.broadcast(stored.raw, stored.tx_hash)  # the node lost it (dropped, or restarted): send it again
         return receipt
 
-    def outcome(self, stored: StoredTx, receipt: dict[str, Any]) -> TxOutcome | LedgerError:
-        """What the receipt means: the outcome, or for a revert the decoded error (replayed at its block)."""
-        block, tx_hash = int(receipt["blockNumber"], 16), str(receipt["transactionHash"])
-        if int(receipt["status"], 16) != 1:
-            error = self._replay_error(stored.sender, stored.to, stored.data, block)
-            error.details.update(tx_hash=tx_hash, block_number=block)
-            return error
-        return TxOutcome(
-            tx_hash=tx_hash,
-            block_number=block,
-            block_hash=str(receipt["blockHash"]),
-            gas_used=int(receipt["gasUsed"], 16),
-            logs=list(receipt.get("logs", [])),
-        )
+    def complete(self, stored: StoredTx, receipt: Receipt) -> Submitted:
+        """Finishes a stored transaction from its receipt (the monitor, a retry taking over): the same handler as
+        the request would have run. Raises the decoded error for a revert, after recording it."""
+        if _reverted(receipt):
+            return self._finish(stored, receipt)
+        outcome = self._outcome(receipt)
+        return self.writer.run(lambda conn: self._complete(conn, stored, outcome))
 
-    def record(self, s: Session, stored: StoredTx, result: TxOutcome | LedgerError) -> None:
-        """Stores the outcome on the transaction's row, inside the caller's database transaction."""
+    def give_up(self, stored: StoredTx, error: LedgerError) -> None:
+        """Fails the record of a transaction that will never be mined (the monitor's recovery gave it up)."""
+        self.writer.run(lambda conn: self.handle(conn, stored, error))
+
+    def _finish(self, stored: StoredTx, receipt: Receipt) -> Submitted:
+        """A reverted transaction: its error recovered by a replay at its block, recorded, and raised."""
+        block, tx_hash = int(receipt["blockNumber"], 16), str(receipt["transactionHash"])
+        error = self._replay_error(stored.sender, stored.data, block)
+        error.details.update(tx_hash=tx_hash, block_number=block)
+        self.writer.run(lambda conn: self._complete(conn, stored, error))
+        raise error
+
+    def _complete(self, conn: Connection, stored: StoredTx, result: TxOutcome | LedgerError) -> Submitted:
         error = result if isinstance(result, LedgerError) else None
-        block = None if error else result.block_number  # type: ignore[union-attr]
-        tx_hash = stored.tx_hash if error else result.tx_hash  # type: ignore[union-attr]
-        if error is not None:
-            block, tx_hash = error.details.get("block_number"), error.details.get("tx_hash", tx_hash)
-        s.connection().execute(
+        block: int | None = None
+        if isinstance(result, TxOutcome):
+            block, tx_hash = result.block_number, result.tx_hash
+        else:
+            block, tx_hash = result.details.get("block_number"), result.details.get("tx_hash", stored.tx_hash)
+        conn.execute(
             update(ChainTx)
             .where(col(ChainTx.tx_hash) == tx_hash)
             .values(
-                status="reverted" if error else "confirmed",
+                status=TxStatus.REVERTED if error else TxStatus.CONFIRMED,
                 block_number=block,
                 error_code=error.code if error else None,
                 error=error.message if error else None,
                 updated_at=utcnow(),
             )
         )
+        value = self.handle(conn, stored, result)
+        return Submitted(tx_hash, outcome=result if isinstance(result, TxOutcome) else None, value=value)
 
-    def broadcast(self, raw: bytes, tx_hash: str) -> bool:
-        """Sends a stored transaction. True if the node has it now; False if the node could not be reached."""
-        try:
-            self.rpc.call("eth_sendRawTransaction", ["0x" + raw.hex()])
-        except NodeUnavailable:
-            log.warning("broadcast of %s deferred: node unavailable", tx_hash)
-            return False
-        except RpcError as exc:
-            message = exc.message.lower()
-            if any(k in message for k in _KNOWN):
-                return True
-            if "nonce too low" in message:
-                if self.rpc.receipt(tx_hash) is not None:
-                    return True  # an earlier broadcast of this very transaction was mined
-                raise NonceSpent(tx_hash, exc.message) from None
-            raise ChainError(f"the node refused transaction {tx_hash}: {exc.message}", tx_hash=tx_hash) from None
-        return True
+    def handle(self, conn: Connection, stored: StoredTx, result: TxOutcome | LedgerError) -> Any:
+        """Runs the kind's completion handler inside the caller's database transaction."""
+        handler = self._completions.get(TxKind(stored.kind))
+        if handler is None:
+            return None
+        if isinstance(result, TxOutcome):
+            return handler.done(conn, stored, result) if handler.done else None
+        return handler.failed(conn, stored, result) if handler.failed else None
 
-    def _sign(self, sender: str, to: str, data: str, *, gas: int, nonce: int) -> tuple[bytes, str]:
-        tx = {"value": 0, "to": to, "data": data, "gas": gas, "gasPrice": 0, "nonce": nonce, "chainId": self._chain_id}
-        return self._signer.sign_transaction(sender, tx)
-
-    def _renew(self, stored: StoredTx, spent: NonceSpent) -> StoredTx:
-        """`stored` never ran and its nonce is gone: the same call, signed at the chain's next nonce, takes its
-        place in the database (with every record naming it) before anything is sent."""
-        chain_next = self.rpc.pending_nonce(stored.sender)
-        gas = int.from_bytes(rlp.decode(stored.raw)[2], "big")
-        with session_scope(self._engine) as s:
-            conn = s.connection()
-            nonce = nonces.reserve(conn, stored.sender, at_least=chain_next)
-            raw, tx_hash = self._sign(stored.sender, stored.to, stored.data, gas=gas, nonce=nonce)
-            if not nonces.replace_unsent(conn, stored.tx_hash, nonce=nonce, raw=raw, tx_hash=tx_hash):
-                raise spent  # rolls the reservation back: the monitor already gave the transaction up
-        log.warning(
-            "%s's nonce was used outside the service: %s signed again as %s", stored.sender, stored.tx_hash, tx_hash
+    def _outcome(self, receipt: Receipt) -> TxOutcome:
+        logs = list(receipt.get("logs", []))
+        return TxOutcome(
+            tx_hash=str(receipt["transactionHash"]),
+            block_number=int(receipt["blockNumber"], 16),
+            block_hash=str(receipt["blockHash"]),
+            gas_used=int(receipt["gasUsed"], 16),
+            logs=logs,
+            decode=self._decode_events,
         )
-        return dataclasses.replace(stored, tx_hash=tx_hash, raw=raw)
 
-    def _replay_error(self, sender: str, to: str, data: str, block: int) -> LedgerError:
+    def _replay_error(self, sender: str, data: str, block: int) -> LedgerError:
         try:
-            self.rpc.eth_call(to, data, sender=sender, block=block)
+            self.rpc.eth_call(self.to, data, sender=sender, block=block)
         except RpcError as exc:
             return self._translate(exc.revert_data, exc.message)
         return self._translate(None, "the transaction reverted on chain")
 
-    # -- nonces ----------------------------------------------------------------------------------
-    def _ensure_signer(self, sender: str) -> None:
-        """First use of a signer in this process: make sure its nonce row exists (chain's count if new)."""
-        if sender in self._ready:
-            return
-        chain_next = self.rpc.pending_nonce(sender)
-        with session_scope(self._engine) as s:
-            nonces.ensure_row(s, sender, chain_next)
-        with self._ready_lock:
-            self._ready.add(sender)
+    # -- sending -----------------------------------------------------------------------------------
+    def broadcast(self, raw: bytes, tx_hash: str) -> bool:
+        """Sends a stored transaction now. True if the node has it; False if the node could not be reached."""
+        return self._send_now(raw, tx_hash) is not Sent.UNAVAILABLE
 
-    @property
-    def engine(self) -> Engine:
-        return self._engine
+    def _send_now(self, raw: bytes, tx_hash: str) -> Sent:
+        try:
+            sent = self._broadcaster.send_now(raw)
+        except RpcError as exc:
+            raise ChainError(f"the node refused transaction {tx_hash}: {exc.message}", tx_hash=tx_hash) from None
+        if sent is Sent.NONCE_TOO_LOW:
+            if self.rpc.receipt(tx_hash) is None:
+                raise NonceSpent(tx_hash, "nonce too low")
+            return Sent.ACCEPTED  # an earlier broadcast of this very transaction was mined
+        return sent
+
+    def _after_nonce_too_low(self, stored: StoredTx) -> StoredTx:
+        """Mined already (an earlier broadcast of this very transaction), or its nonce is gone: then the same call,
+        signed at the chain's next nonce, takes its place in the database before anything is sent."""
+        if self.rpc.receipt(stored.tx_hash) is not None:
+            return stored
+        chain_next = self.rpc.pending_nonce(stored.sender)
+        gas = int.from_bytes(rlp.decode(stored.raw)[2], "big")
+
+        def renew(conn: Connection) -> StoredTx:
+            nonce = nonces.reserve(conn, stored.sender, at_least=chain_next)
+            raw, tx_hash = self._sign(stored.sender, stored.data, gas=gas, nonce=nonce)
+            if not nonces.replace_unsent(conn, stored.tx_hash, nonce=nonce, raw=raw, tx_hash=tx_hash):
+                raise NonceSpent(stored.tx_hash, "nonce too low")  # the monitor already gave the transaction up
+            return dataclasses.replace(stored, tx_hash=tx_hash, raw=raw)
+
+        renewed = self.writer.run(renew)
+        self.follower.forget(stored.tx_hash)
+        log.warning("%s's nonce was used outside the service: %s signed again as %s", stored.sender,
+                    stored.tx_hash, renewed.tx_hash)  # fmt: skip
+        return renewed
+
+    def _sign(self, sender: str, data: str, *, gas: int, nonce: int, to: str | None = None) -> tuple[bytes, str]:
+        tx = {"value": 0, "to": to or self.to, "data": data, "gas": gas, "gasPrice": 0, "nonce": nonce,
+              "chainId": self._chain_id}  # fmt: skip
+        return self._signer.sign_transaction(sender, tx)
 
     def sign_filler(self, sender: str, nonce: int) -> tuple[bytes, str]:
-        """A call that changes nothing at `nonce` (the ledger's `paused()`, or a transfer of nothing to itself on
-        a node without a ledger): it takes the place of a transaction the node refuses, so the signer's later
-        ones can be mined. Signing is deterministic: the same nonce always gives the same bytes, so a filler
-        needs no row of its own."""
-        to, data = (self._filler_to, PAUSED_SELECTOR) if self._filler_to else (sender, "0x")
-        return self._sign(sender, to, data, gas=40_000, nonce=nonce)
+        """A call that changes nothing at `nonce` (the ledger's `paused()`): it takes the place of a transaction
+        the node refuses, so the signer's later ones can be mined. Signing is deterministic: the same nonce always
+        gives the same bytes, so a filler needs no row of its own."""
+        return self._sign(sender, PAUSED_SELECTOR, gas=40_000, nonce=nonce)
 
     def forget_signers(self) -> None:
         """After a node restart, re-read every signer's nonce from the chain before its next use."""
         with self._ready_lock:
             self._ready.clear()
 
-    def unresolved(self, older_than_s: float) -> list[ChainTx]:
-        """Stored transactions with no recorded outcome, in the order they were made: each signer's nonces in
-        order, and across signers as they first happened (an issuance after the registration it needs)."""
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
-        with Session(self._engine) as s:
-            q = select(ChainTx).where(ChainTx.status == "signed", col(ChainTx.created_at) < cutoff)
-            return list(s.exec(q.order_by(col(ChainTx.id))).all())
-
-    def resolve(self, tx: ChainTx) -> TxOutcome | LedgerError | None:
-        """For a stored transaction: its outcome if mined (recorded now), else None after re-sending it."""
-        receipt = self.rpc.receipt(tx.tx_hash)
-        if receipt is None:
-            if self.rpc.call("eth_getTransactionByHash", [tx.tx_hash]) is None:
-                self.broadcast(tx.raw, tx.tx_hash)  # the node lost it (dropped, or restarted): send it again
-            return None
-        stored = _stored(tx)
-        result = self.outcome(stored, receipt)
-        with session_scope(self._engine) as s:
-            self.record(s, stored, result)
-        return result
-
-    def settle(self, tx_hash: str, wait_s: float | None = None) -> TxOutcome | LedgerError:
-        """The outcome of a stored transaction (re-sent first if the node lost it), for a request that takes
-        over from one that died after storing it; TransactionPending if it is not mined in time."""
-        with Session(self._engine) as s:
-            tx = s.exec(select(ChainTx).where(ChainTx.tx_hash == tx_hash)).one()
-        result = self.resolve(tx)
-        if result is not None:
-            return result
-        stored = _stored(tx)
-        receipt = self._watcher.wait(tx_hash, self._wait_s if wait_s is None else wait_s)
-        if receipt is None:
-            raise TransactionPending(f"transaction {tx_hash} is not yet in a block; it is tracked", tx_hash=tx_hash)
-        result = self.outcome(stored, receipt)
-        with session_scope(self._engine) as s:
-            self.record(s, stored, result)
-        return result
-
-    def latest(self, kind: str, ref: str) -> ChainTx | None:
-        """The newest stored transaction of `kind` for `ref` (what a resumed request looks for)."""
-        with Session(self._engine) as s:
-            q = select(ChainTx).where(ChainTx.kind == kind, ChainTx.ref == ref).order_by(col(ChainTx.id).desc())
-            return s.exec(q).first()
+    def close(self) -> None:
+        self._broadcaster.stop()
 
 
-def _stored(tx: ChainTx) -> StoredTx:
-    to, data = decode_raw(tx.raw)
-    return StoredTx(tx_hash=tx.tx_hash, raw=tx.raw, sender=tx.signer, to=to, data=data, kind=tx.kind)
+def _reverted(receipt: Receipt) -> bool:
+    return int(receipt["status"], 16) != 1
 
 
-def decode_raw(raw: bytes) -> tuple[str, str]:
-    """The `to` and `data` of a signed legacy transaction."""
-    fields = rlp.decode(raw)
-    return "0x" + bytes(fields[3]).hex(), "0x" + bytes(fields[5]).hex()
+def stored_of(tx: ChainTx) -> StoredTx:
+    """A stored transaction as the pipeline knows it, from its row."""
+    data = "0x" + bytes(rlp.decode(tx.raw)[5]).hex()
+    return StoredTx(tx_hash=tx.tx_hash, raw=tx.raw, sender=tx.signer, data=data, kind=TxKind(tx.kind), ref=tx.ref)

@@ -1,29 +1,32 @@
-"""Waits for receipts without polling the node once per waiting request.
+"""The block follower: one thread per process follows new blocks and resolves every waiting transaction's future
+from each block's receipts (one call per block), so a request waiting for its block holds no thread at all.
 
-One thread per process follows new blocks and fetches each block's receipts in a single call; requests
-waiting on a transaction hash are woken when it appears. A request that waited a while without news
-also asks for its own receipt directly, so a block the follower missed costs latency, never a result.
+A transaction still waiting after `direct_check_s` is looked up on its own (a batch of receipt calls per pass), so
+a block the follower missed costs latency, never a result.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from backend.chain.rpc import Rpc, RpcError
 from backend.errors import NodeUnavailable
 
 log = logging.getLogger(__name__)
+Receipt = dict[str, Any]
 
 
-class ReceiptWatcher:
-    def __init__(self, rpc: Rpc, *, poll_s: float = 0.05, direct_check_s: float = 1.0) -> None:
+class BlockFollower:
+    def __init__(self, rpc: Rpc, *, poll_s: float = 0.02, direct_check_s: float = 1.0) -> None:
         self._rpc = rpc
         self._poll_s = poll_s
         self._direct_check_s = direct_check_s
-        self._waiting: dict[str, tuple[threading.Event, list[dict[str, Any]]]] = {}
+        self._waiting: dict[str, tuple[Future[Receipt], float]] = {}  # tx hash -> (future, since)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -35,7 +38,7 @@ class ReceiptWatcher:
             self._last_block = self._rpc.block_number()
         except NodeUnavailable:
             self._last_block = -1
-        self._thread = threading.Thread(target=self._run, name="receipt-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="block-follower", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -43,45 +46,39 @@ class ReceiptWatcher:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def expect(self, tx_hash: str) -> None:
-        """Register interest before broadcasting, so a fast block cannot slip past."""
+    def expect(self, tx_hash: str) -> Future[Receipt]:
+        """The future of `tx_hash`'s receipt. Register before broadcasting, so a fast block cannot slip past."""
+        key = tx_hash.lower()
         with self._lock:
-            self._waiting.setdefault(tx_hash.lower(), (threading.Event(), []))
+            entry = self._waiting.get(key)
+            if entry is None or entry[0].done():
+                entry = (Future(), time.monotonic())
+                self._waiting[key] = entry
+            return entry[0]
 
     def forget(self, tx_hash: str) -> None:
-        """Drops interest in a transaction that will never be sent (signed again in its place)."""
+        """Drops interest in a transaction (it will never be sent, or its waiter gave up)."""
         with self._lock:
             self._waiting.pop(tx_hash.lower(), None)
 
-    def wait(self, tx_hash: str, timeout: float) -> dict[str, Any] | None:
-        key = tx_hash.lower()
-        self.expect(key)
-        event, box = self._waiting[key]
-        remaining = timeout
+    async def wait(self, future: Future[Receipt], tx_hash: str, timeout: float) -> Receipt | None:
+        """The receipt `future` (from `expect`) brings, or None if it is not mined within `timeout` (the
+        transaction stays stored: the monitor finishes it)."""
         try:
-            while remaining > 0:
-                step = min(self._direct_check_s, remaining)
-                if event.wait(step):
-                    return box[0]
-                remaining -= step
-                try:
-                    receipt = self._rpc.receipt(key)
-                except (NodeUnavailable, RpcError):
-                    receipt = None
-                if receipt is not None:
-                    return receipt
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
+        except TimeoutError:
             return None
         finally:
-            with self._lock:
-                self._waiting.pop(key, None)
+            self.forget(tx_hash)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._poll_s):
-            try:
-                self._follow()
-            except (NodeUnavailable, RpcError) as exc:
-                log.debug("receipt watcher: %s", exc)
-                self._stop.wait(0.5)
+    def wait_blocking(self, tx_hash: str, timeout: float) -> Receipt | None:
+        future = self.expect(tx_hash)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self.forget(tx_hash)
 
     def head_time(self, max_age_s: float = 1.0) -> int | None:
         """The latest block's timestamp as last seen (at most `max_age_s` old), or None."""
@@ -89,6 +86,15 @@ class ReceiptWatcher:
         if seen is None or time.monotonic() - seen[1] > max_age_s:
             return None
         return seen[0]
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self._follow()
+                self._check_stragglers()
+            except (NodeUnavailable, RpcError) as exc:
+                log.debug("block follower: %s", exc)
+                self._stop.wait(0.5)
 
     def _follow(self) -> None:
         latest = self._rpc.call("eth_getBlockByNumber", ["latest", False])
@@ -101,11 +107,25 @@ class ReceiptWatcher:
         while self._last_block < head and not self._stop.is_set():
             number = self._last_block + 1
             if self._waiting:
-                for receipt in self._rpc.block_receipts(number):
-                    key = str(receipt["transactionHash"]).lower()
-                    with self._lock:
-                        entry = self._waiting.get(key)
-                    if entry is not None:
-                        entry[1].append(receipt)
-                        entry[0].set()
+                self._resolve(self._rpc.block_receipts(number))
             self._last_block = number
+
+    def _resolve(self, receipts: list[Receipt]) -> None:
+        with self._lock:
+            found = [(self._waiting.pop(str(r["transactionHash"]).lower(), None), r) for r in receipts]
+        for entry, receipt in found:
+            if entry is not None and not entry[0].done():
+                entry[0].set_result(receipt)
+
+    def _check_stragglers(self) -> None:
+        cutoff = time.monotonic() - self._direct_check_s
+        with self._lock:
+            late = [h for h, (_f, since) in self._waiting.items() if since < cutoff]
+        for i in range(0, len(late), 50):
+            chunk = late[i : i + 50]
+            receipts = self._rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
+            self._resolve([r for r in receipts if isinstance(r, dict)])
+            with self._lock:  # looked at: the next direct look comes a while later
+                for h in chunk:
+                    if (entry := self._waiting.get(h)) is not None:
+                        self._waiting[h] = (entry[0], time.monotonic())

@@ -18,6 +18,7 @@ from collections import defaultdict
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from backend.chain import txstore
 from backend.chain.pipeline import TxPipeline
 from backend.db import session_scope
 from backend.errors import ChainError, NodeUnavailable, TransactionDropped
@@ -29,7 +30,7 @@ MINED = ("confirmed", "reverted")
 
 def reopen_lost(pipeline: TxPipeline) -> int:
     """Transactions recorded as mined whose nonce the chain has not reached: back to "signed"."""
-    with Session(pipeline.engine) as s:
+    with Session(pipeline.writer.engine) as s:
         q = select(ChainTx.signer, func.max(ChainTx.nonce)).where(col(ChainTx.status).in_(MINED))
         tops = s.exec(q.group_by(col(ChainTx.signer))).all()
     reopened = 0
@@ -37,7 +38,7 @@ def reopen_lost(pipeline: TxPipeline) -> int:
         mined = pipeline.rpc.latest_nonce(signer)
         if top < mined:
             continue
-        with session_scope(pipeline.engine) as s:
+        with session_scope(pipeline.writer.engine) as s:
             reopened += s.exec(
                 update(ChainTx)
                 .where(col(ChainTx.signer) == signer, col(ChainTx.nonce) >= mined, col(ChainTx.status).in_(MINED))
@@ -54,7 +55,7 @@ def reopen_lost(pipeline: TxPipeline) -> int:
 def unstick(pipeline: TxPipeline, stuck_after_s: float) -> list[tuple[ChainTx, TransactionDropped]]:
     """Resolves transactions without a receipt for `stuck_after_s`; returns those given up, with the reason."""
     by_signer: dict[str, list[ChainTx]] = defaultdict(list)
-    for tx in pipeline.unresolved(stuck_after_s):
+    for tx in txstore.unresolved(pipeline.writer.engine, stuck_after_s):
         by_signer[tx.signer].append(tx)
     given_up: list[tuple[ChainTx, TransactionDropped]] = []
     for signer, txs in by_signer.items():
@@ -81,7 +82,7 @@ def unstick(pipeline: TxPipeline, stuck_after_s: float) -> list[tuple[ChainTx, T
 
 def _give_up(pipeline: TxPipeline, tx: ChainTx, status: str, why: str) -> TransactionDropped:
     error = TransactionDropped(f"transaction {tx.tx_hash} will never be mined: {why}", tx_hash=tx.tx_hash)
-    with session_scope(pipeline.engine) as s:
+    with session_scope(pipeline.writer.engine) as s:
         s.exec(
             update(ChainTx)
             .where(col(ChainTx.id) == tx.id, col(ChainTx.status) == "signed")

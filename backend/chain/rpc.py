@@ -121,6 +121,21 @@ class Rpc:
             results[item["id"]] = item["result"]
         return results
 
+    def batch_each(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Several calls in one request; each answer is its result or its RpcError (nothing raised for one)."""
+        payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        results: list[Any] = [None] * len(calls)
+        for item in self._post(payload):
+            i = item["id"]
+            if "error" in item:
+                err = item["error"]
+                results[i] = RpcError(
+                    calls[i][0], int(err.get("code", 0)), str(err.get("message", "")), err.get("data")
+                )
+            else:
+                results[i] = item["result"]
+        return results
+
     # -- typed shortcuts ----------------------------------------------------------------------
     def chain_id(self) -> int:
         return int(self.call("eth_chainId"), 16)

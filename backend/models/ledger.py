@@ -175,3 +175,4 @@ class IdempotencyRecord(SQLModel, table=True):
     status_code: int | None = None
     response: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    owner: str = ""  # host/pid/start time of the process running it: a retry takes over once it is gone

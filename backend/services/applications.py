@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from eth_utils.crypto import keccak
-from sqlalchemy import update
+from sqlalchemy import Table, func, update
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 
+from backend.chain import txstore
+from backend.chain.pipeline import stored_of
+from backend.chain.txtypes import StoredTx, TxOutcome
 from backend.errors import (
     AccountFrozen,
     BudgetExceeded,
@@ -21,9 +25,12 @@ from backend.errors import (
 )
 from backend.faults import crash_point
 from backend.models import Application, Participant, unix_time, utcnow
+from backend.models.states import TxKind, TxStatus
 from backend.money import yuan
 from backend.services import participants, programmes, resume
 from backend.services.context import Context
+
+_APPLICATIONS: Table = Application.__table__  # type: ignore[attr-defined]
 
 
 def application_ref(application_id: int) -> bytes:
@@ -124,23 +131,22 @@ def approve_batch(ctx: Context, *, approvals: dict[int, int | None]) -> list[App
     with ctx.read() as s:
         addresses = {a.id: s.get(Participant, a.enterprise_id).address for a in apps}  # type: ignore[union-attr]
     ids = list(amounts)
-    try:
-        outcome = ctx.chain.send(
+    try:  # the completion handler, `issued`, records the outcome
+        ctx.chain.send(
             ctx.operators["issuer"],
             "issueBatch",
             pid,
             [addresses[i] for i in ids],
             [amounts[i] for i in ids],
             [application_ref(i) for i in ids],
-            kind="issue",
+            kind=TxKind.ISSUE,
             ref=",".join(map(str, ids)),
         )
     except TransactionPending:
         raise  # stays "issuing": the monitor finishes it when the receipt arrives
     except LedgerError:
-        mark_pending(ctx, ids)
+        mark_pending(ctx, ids)  # refused by the dry run, before anything was stored (a revert has done it already)
         raise
-    _set(ctx, ids, status="issued", tx_hash=outcome.tx_hash, block_number=outcome.block_number, amounts=amounts)
     crash_point("approve.recorded")
     return [get(ctx, i) for i in ids]
 
@@ -153,38 +159,50 @@ def _resume_issue(ctx: Context, ids: list[int]) -> list[Application] | None:
         return None
     if all(a.status == "issued" for a in apps):
         return apps
-    tx = ctx.pipeline.latest("issue", ",".join(map(str, ids)))
+    tx = txstore.latest(ctx.engine, TxKind.ISSUE, ",".join(map(str, ids)))
     if tx is None:  # it died before signing: as if never approved
         mark_pending(ctx, ids)
         return None
-    result = ctx.pipeline.settle(tx.tx_hash)  # TransactionPending: the monitor finishes it
-    if isinstance(result, LedgerError):
-        mark_pending(ctx, ids)
-        raise result
-    mark_issued(ctx, ids, tx_hash=result.tx_hash, block_number=result.block_number)
+    if tx.status == TxStatus.SIGNED:  # a revert raises, the applications pending again
+        submitted = ctx.pipeline.follow_sync(stored_of(tx))
+        if submitted.pending:
+            raise TransactionPending(f"issuance {tx.tx_hash} is not yet in a block", tx_hash=tx.tx_hash)
     return [get(ctx, i) for i in ids]
 
 
-def mark_issued(ctx: Context, ids: list[int], *, tx_hash: str, block_number: int) -> None:
-    """Completes applications whose issuance confirmed after their request stopped waiting."""
-    with ctx.write() as s:
-        for i in ids:
-            row = s.get(Application, i)
-            if row is not None and row.status == "issuing":
-                row.status, row.tx_hash, row.block_number = "issued", tx_hash, block_number
-                row.approved_amount = row.approved_amount or row.amount
-                s.add(row)
-        s.commit()
+def issued(conn: Connection, tx: StoredTx, outcome: TxOutcome) -> None:
+    """The issuance's completion handler: its applications are issued, with the transaction and block."""
+    conn.execute(
+        update(_APPLICATIONS)
+        .where(_APPLICATIONS.c.id.in_(_ids(tx.ref)), _APPLICATIONS.c.status == "issuing")
+        .values(
+            status="issued",
+            tx_hash=outcome.tx_hash,
+            block_number=outcome.block_number,
+            approved_amount=func.coalesce(_APPLICATIONS.c.approved_amount, _APPLICATIONS.c.amount),
+        )
+    )
+
+
+def issue_failed(conn: Connection, tx: StoredTx, _error: LedgerError) -> None:
+    _pending(conn, _ids(tx.ref))
 
 
 def mark_pending(ctx: Context, ids: list[int]) -> None:
-    with ctx.write() as s:
-        for i in ids:
-            row = s.get(Application, i)
-            if row is not None and row.status == "issuing":  # undecided again, as if never approved
-                row.status, row.approved_amount, row.decided_at = "pending", None, None
-                s.add(row)
-        s.commit()
+    ctx.writer.run(lambda conn: _pending(conn, ids))
+
+
+def _pending(conn: Connection, ids: list[int]) -> None:
+    """Undecided again, as if never approved."""
+    conn.execute(
+        update(_APPLICATIONS)
+        .where(_APPLICATIONS.c.id.in_(ids), _APPLICATIONS.c.status == "issuing")
+        .values(status="pending", approved_amount=None, decided_at=None)
+    )
+
+
+def _ids(ref: str) -> list[int]:
+    return [int(i) for i in ref.split(",") if i]
 
 
 def _precheck(ctx: Context, pid: int, apps: list[Application], amounts: dict[int, int]) -> None:

@@ -9,6 +9,7 @@ provider cannot lock an invoice away from another.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,12 +29,12 @@ def expired(ctx: Context, created_at: datetime) -> bool:
     return unix_time(ctx.clock()) >= unix_time(created_at) + ctx.settings.claim_ttl_s
 
 
-def store(ctx: Context, values: dict[str, Any]) -> Row[Any] | None:
+async def store(ctx: Context, values: dict[str, Any]) -> Row[Any] | None:
     """The new claim, stored with its hold on the invoice; None when the provider already holds the invoice with a
     live claim. A pending claim of the same provider that has expired is voided first, and no longer counts."""
-    row = _insert(ctx, values)
-    if row is None and _void_stale(ctx, values["invoice_hash"], values["provider_id"]):
-        row = _insert(ctx, values)
+    row = await ctx.writer.run_async(lambda conn: _insert(conn, values))
+    if row is None and await asyncio.to_thread(_void_stale, ctx, values["invoice_hash"], values["provider_id"]):
+        row = await ctx.writer.run_async(lambda conn: _insert(conn, values))
     return row
 
 
@@ -96,17 +97,16 @@ def release(conn: Connection, invoice_hash: str, provider_id: int, redemption_id
     )
 
 
-def _insert(ctx: Context, values: dict[str, Any]) -> Row[Any] | None:
-    with ctx.write() as s:
-        conn = s.connection()  # Core statements: the hot path avoids the ORM's unit of work
-        try:
+def _insert(conn: Connection, values: dict[str, Any]) -> Row[Any] | None:
+    # Core statements: the hot path avoids the ORM's unit of work. A savepoint of its own: a refused insert must
+    # not spoil the rest of the group's transaction (PostgreSQL aborts a transaction after an error).
+    try:
+        with conn.begin_nested():
             row = conn.execute(insert(_REDEMPTIONS).values(**values).returning(*_REDEMPTIONS.c)).one()
             hold = {"invoice_hash": row.invoice_hash, "provider_id": row.provider_id, "redemption_id": row.id}
             conn.execute(insert(InvoiceClaim).values(**hold))
-            s.commit()
-        except IntegrityError:  # the unique key (invoice, provider): a live claim holds it, or a concurrent one won
-            s.rollback()
-            return None
+    except IntegrityError:  # the unique key (invoice, provider): a live claim holds it, or a concurrent one won
+        return None
     return row
 
 

@@ -5,82 +5,38 @@ from __future__ import annotations
 
 import logging
 
-from backend.chain import recovery
-from backend.chain.pipeline import TxOutcome
+from backend.chain import recovery, txstore
+from backend.chain.pipeline import stored_of
+from backend.chain.txtypes import StoredTx
 from backend.errors import LedgerError, NodeUnavailable
-from backend.models import ChainTx
-from backend.services import (
-    applications,
-    invoice_claims,
-    participants,
-    programmes,
-    redemptions,
-    rotation,
-    settlements,
-    supervision,
-)
+from backend.services import invoice_claims
 from backend.services.background import Periodic
+from backend.services.completions import COMPLETIONS
 from backend.services.context import Context
 
 log = logging.getLogger(__name__)
 RECOVER_EVERY = 5  # passes: a rolled-back node or a stuck transaction is noticed within about five seconds
 
 
-def apply_outcome(ctx: Context, tx: ChainTx, result: TxOutcome | LedgerError) -> None:
-    """Moves the record a transaction belongs to into its final state, as the request would have."""
-    if isinstance(result, LedgerError):
-        _apply_failure(ctx, tx, result)
-        return
-    if tx.kind == "redeem":
-        redemptions.finish(ctx, redemption_id=int(tx.ref), result=result)
-    elif tx.kind == "issue":
-        applications.mark_issued(ctx, _ids(tx.ref), tx_hash=result.tx_hash, block_number=result.block_number)
-    elif tx.kind in ("reclaim", "revoke"):
-        supervision.record_adjustments(ctx, result)
-    elif tx.kind in ("freeze", "unfreeze"):
-        participants.store_frozen(ctx, participant_id=int(tx.ref), frozen=tx.kind == "freeze")
-    elif tx.kind == "related_party":
-        related = next(ev.args["related"] for ev in ctx.chain.decode_logs(result) if ev.name == "RelatedPartySet")
-        enterprise_id, provider_id = _ids(tx.ref.replace(":", ","))
-        participants.store_related(ctx, enterprise_id=enterprise_id, provider_id=provider_id, related=related)
-    elif tx.kind == "create_programme":
-        programmes.record_created(ctx, result, name=tx.ref)
-    elif tx.kind == settlements.ANCHOR_KIND:
-        settlements.finish(ctx, batch_id=int(tx.ref), result=result)
-    elif tx.kind in rotation.KINDS:
-        rotation.resume(ctx, rotation_id=int(tx.ref))
-    # register, grant_role, pause, unpause: the chain's state is all there is to record.
-
-
-def _apply_failure(ctx: Context, tx: ChainTx, error: LedgerError) -> None:
-    if tx.kind == "redeem":
-        redemptions.finish(ctx, redemption_id=int(tx.ref), result=error)
-    elif tx.kind == "issue":
-        applications.mark_pending(ctx, _ids(tx.ref))
-    elif tx.kind == "register":
-        participants.forget(ctx, participant_id=int(tx.ref))
-    elif tx.kind == settlements.ANCHOR_KIND:
-        settlements.finish(ctx, batch_id=int(tx.ref), result=error)
-
-
-def _ids(ref: str) -> list[int]:
-    return [int(i) for i in ref.split(",") if i]
-
-
 def sweep(ctx: Context, *, older_than_s: float = 3.0) -> int:
-    """One pass over unresolved transactions; returns how many were resolved."""
+    """One pass over unresolved transactions: each mined one is finished by its kind's completion handler (a lost
+    one is sent again). Returns how many were finished."""
     done = 0
-    for tx in ctx.pipeline.unresolved(older_than_s):
+    for tx in txstore.unresolved(ctx.engine, older_than_s):
+        stored, receipt = stored_of(tx), None
         try:
-            result = ctx.pipeline.resolve(tx)
+            receipt = ctx.pipeline.resolve(stored)
+            if receipt is None:
+                continue
+            ctx.pipeline.complete(stored, receipt)
         except NodeUnavailable:
             raise
-        except LedgerError as exc:  # e.g. the node refuses to take it back: `recover` deals with it in time
+        except LedgerError as exc:  # a revert (recorded, its record failed), or the node refuses to take it back
             log.warning("monitor: %s for %s", exc.code, tx.tx_hash)
-            continue
-        if result is not None:
-            apply_outcome(ctx, tx, result)
-            done += 1
+            if receipt is None:
+                continue  # `recover` deals with a transaction the node refuses, in time
+        _after(ctx, stored)
+        done += 1
     return done
 
 
@@ -88,8 +44,14 @@ def recover(ctx: Context) -> int:
     """Node faults: re-opens what a rolled-back chain lost, and gives up (failing its record) what is stuck."""
     reopened = recovery.reopen_lost(ctx.pipeline)
     for tx, error in recovery.unstick(ctx.pipeline, ctx.settings.stuck_after_s):
-        apply_outcome(ctx, tx, error)
+        ctx.pipeline.give_up(stored_of(tx), error)
     return reopened
+
+
+def _after(ctx: Context, stored: StoredTx) -> None:
+    completion = COMPLETIONS.get(stored.kind)
+    if completion is not None and completion.after is not None:
+        completion.after(ctx, stored)
 
 
 class Monitor(Periodic):

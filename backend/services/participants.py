@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from eth_utils.crypto import keccak
+from sqlalchemy import Table, delete, insert, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from backend import credit_code
+from backend.chain import txstore
 from backend.chain.ledger import ENTERPRISE, PROVIDER
-from backend.errors import AlreadyExists, InvalidInput, InvalidState, LedgerError, NotFound
-from backend.faults import crash_point
-from backend.models import Participant, RelatedParty, unix_time
+from backend.chain.pipeline import stored_of
+from backend.chain.txtypes import Call, StoredTx, TxOutcome
+from backend.errors import AlreadyExists, InvalidInput, InvalidState, LedgerError, NotFound, TransactionPending
+from backend.models import Participant, RelatedParty, unix_time, utcnow
+from backend.models.states import TxKind, TxStatus
 from backend.services import resume
 from backend.services.context import Context
 
 CATEGORIES = {"intelligent": 0, "general": 1, "supercomputing": 2}
 SIZES = ("micro", "small", "medium")
+_PARTICIPANTS: Table = Participant.__table__  # type: ignore[attr-defined]
+_RELATED: Table = RelatedParty.__table__  # type: ignore[attr-defined]
 
 
 def categories_mask(names: list[str]) -> int:
@@ -55,58 +62,48 @@ def register(
         raise AlreadyExists(f"a participant with credit code {credit} is already registered")
     address = ctx.keys.create("participant")
     ctx.chain.permit(address)
-    row = Participant(
-        kind=kind,
-        name=name,
-        credit_code=credit,
-        region_code=region_code,
-        industry=industry,
-        size=size,
-        categories=mask,
-        address=address,
-    )
+    values = dict(kind=kind, name=name, credit_code=credit, region_code=region_code, industry=industry, size=size,
+                  categories=mask, address=address, created_at=utcnow())  # fmt: skip
     admin = ctx.operators["admin"]
     on_chain_kind = ENTERPRISE if kind == "enterprise" else PROVIDER
     data = ctx.chain.encode("registerParticipant", address, on_chain_kind, keccak(text=credit))
-    gas = ctx.pipeline.estimate(admin, ctx.chain.address, data)  # a refusal is decoded before anything is written
-    ctx.pipeline.prepare(admin)
+    gas = ctx.pipeline.estimate(admin, data)  # a refusal is decoded before anything is written
+
     # The participant and its signed registration are stored together: a crash leaves both or neither, and
     # the monitor sends a stored registration the request could not.
-    with ctx.write() as s:
-        s.add(row)
+    def record(conn: Connection) -> Call:
         try:
-            s.flush()
+            with conn.begin_nested():
+                new_id = conn.execute(insert(_PARTICIPANTS).values(**values).returning(_PARTICIPANTS.c.id)).scalar()
         except IntegrityError:
             raise AlreadyExists(f"a participant with credit code {credit} is already registered") from None
-        stored = ctx.pipeline.store(s, admin, ctx.chain.address, data, gas=gas, kind="register", ref=str(row.id))
-        s.commit()
-    crash_point("pipeline.stored:register")
-    result = ctx.pipeline.outcome(stored, ctx.pipeline.send_and_wait(stored))  # TransactionPending: tracked
-    with ctx.write() as s:
-        ctx.pipeline.record(s, stored, result)
-        s.commit()
-    if isinstance(result, LedgerError):
-        forget(ctx, participant_id=int(row.id or 0))  # the chain refused: the record must not outlive it
-        raise result
+        return Call(TxKind.REGISTER, data, str(new_id), gas)
+
+    submitted = ctx.pipeline.submit_sync(admin, record)  # a refusal raises, the participant forgotten
+    row = _by_address(ctx, address)
+    if submitted.pending:
+        raise TransactionPending(f"participant {row.id} is stored; its registration {submitted.tx_hash} is not yet in "
+                                 "a block and will be finished", tx_hash=submitted.tx_hash)  # fmt: skip
     return row
+
+
+def _by_address(ctx: Context, address: str) -> Participant:
+    with ctx.read() as s:
+        return s.exec(select(Participant).where(Participant.address == address)).one()
 
 
 def _finish_registration(ctx: Context, row: Participant) -> Participant:
-    tx = ctx.pipeline.latest("register", str(row.id))
-    if tx is not None and tx.status == "signed":
-        result = ctx.pipeline.settle(tx.tx_hash)  # TransactionPending: the monitor finishes it
-        if isinstance(result, LedgerError):
-            forget(ctx, participant_id=int(row.id or 0))
-            raise result
+    tx = txstore.latest(ctx.engine, TxKind.REGISTER, str(row.id))
+    if tx is not None and tx.status == TxStatus.SIGNED:
+        submitted = ctx.pipeline.follow_sync(stored_of(tx))  # a refusal raises, the participant forgotten
+        if submitted.pending:
+            raise TransactionPending(f"registration {tx.tx_hash} is not yet in a block", tx_hash=tx.tx_hash)
     return row
 
 
-def forget(ctx: Context, *, participant_id: int) -> None:
-    with ctx.write() as s:
-        row = s.get(Participant, participant_id)
-        if row is not None:
-            s.delete(row)
-            s.commit()
+def registration_refused(conn: Connection, tx: StoredTx, _error: LedgerError) -> None:
+    """The chain refused the registration (the completion handler's failure): the record must not outlive it."""
+    conn.execute(delete(_PARTICIPANTS).where(_PARTICIPANTS.c.id == int(tx.ref)))
 
 
 def get(ctx: Context, participant_id: int, *, kind: str | None = None) -> Participant:
@@ -130,51 +127,32 @@ def set_frozen(ctx: Context, *, participant_id: int, frozen: bool, reason_code: 
     if row.frozen == frozen:
         raise InvalidState(f"participant {participant_id} is already {'frozen' if frozen else 'active'}")
     args = (row.address, reason_code) if frozen else (row.address,)
-    ctx.chain.send(
-        ctx.operators["supervisor"],
-        "freeze" if frozen else "unfreeze",
-        *args,
-        kind="freeze" if frozen else "unfreeze",
-        ref=str(participant_id),
-    )
-    return store_frozen(ctx, participant_id=participant_id, frozen=frozen)
+    kind = TxKind.FREEZE if frozen else TxKind.UNFREEZE
+    ctx.chain.send(ctx.operators["supervisor"], kind.value, *args, kind=kind, ref=str(participant_id))
+    return get(ctx, participant_id)  # recorded by the completion handler, `store_frozen`
 
 
-def store_frozen(ctx: Context, *, participant_id: int, frozen: bool) -> Participant:
-    """Records a freeze the chain has made (by the request, or by the monitor for a late receipt)."""
-    with ctx.write() as s:
-        db_row = s.get(Participant, participant_id)
-        if db_row is None:
-            raise NotFound("participant", participant_id)
-        db_row.frozen = frozen
-        s.add(db_row)
-        s.commit()
-        return db_row
+def store_frozen(conn: Connection, tx: StoredTx, _outcome: TxOutcome) -> None:
+    """Records a freeze or unfreeze the chain has made (the completion handler of both)."""
+    frozen = tx.kind == TxKind.FREEZE
+    conn.execute(update(_PARTICIPANTS).where(_PARTICIPANTS.c.id == int(tx.ref)).values(frozen=frozen))
 
 
 def declare_related(ctx: Context, *, enterprise_id: int, provider_id: int, related: bool) -> None:
     enterprise = get(ctx, enterprise_id, kind="enterprise")
     provider = get(ctx, provider_id, kind="provider")
-    ctx.chain.send(
-        ctx.operators["admin"],
-        "setRelatedParty",
-        enterprise.address,
-        provider.address,
-        related,
-        kind="related_party",
-        ref=f"{enterprise_id}:{provider_id}",
-    )
-    store_related(ctx, enterprise_id=enterprise_id, provider_id=provider_id, related=related)
+    ctx.chain.send(ctx.operators["admin"], "setRelatedParty", enterprise.address, provider.address, related,
+                   kind=TxKind.RELATED_PARTY, ref=f"{enterprise_id}:{provider_id}")  # fmt: skip
 
 
-def store_related(ctx: Context, *, enterprise_id: int, provider_id: int, related: bool) -> None:
-    with ctx.write() as s:
-        existing = s.get(RelatedParty, (enterprise_id, provider_id))
-        if related and existing is None:
-            s.add(RelatedParty(enterprise_id=enterprise_id, provider_id=provider_id))
-        elif not related and existing is not None:
-            s.delete(existing)
-        s.commit()
+def store_related(conn: Connection, tx: StoredTx, outcome: TxOutcome) -> None:
+    """Records a related-party declaration from its event (the completion handler)."""
+    related = next(ev.args["related"] for ev in outcome.events() if ev.name == "RelatedPartySet")
+    enterprise_id, provider_id = (int(i) for i in tx.ref.split(":"))
+    key = (_RELATED.c.enterprise_id == enterprise_id) & (_RELATED.c.provider_id == provider_id)
+    conn.execute(delete(_RELATED).where(key))
+    if related:
+        conn.execute(insert(_RELATED).values(enterprise_id=enterprise_id, provider_id=provider_id))
 
 
 def is_related(ctx: Context, *, enterprise_id: int, provider_id: int) -> bool:

@@ -5,16 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 
 from backend.chain.ledger import ProgrammeState
-from backend.chain.pipeline import TxOutcome
+from backend.chain.txtypes import StoredTx, TxOutcome
 from backend.errors import InvalidInput
-from backend.models import Participant, Programme, ProgrammeProvider, unix_time
+from backend.models import Participant, Programme, ProgrammeProvider, unix_time, utcnow
+from backend.models.states import TxKind
 from backend.services.context import Context
 from backend.services.participants import categories_mask
 
 MAX_FEN = 2**127  # the contract keeps budgets in uint128
+_PROGRAMMES: Table = Programme.__table__  # type: ignore[attr-defined]
+_LINKS: Table = ProgrammeProvider.__table__  # type: ignore[attr-defined]
+_PARTICIPANTS: Table = Participant.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -53,39 +59,36 @@ def create(
     if any(p is None or p.kind != "provider" for p in providers):
         raise InvalidInput("provider_ids must all be registered providers", field="provider_ids")
     params = (budget, cap_per_enterprise, ratio_bps, start, end, mask, [p.address for p in providers if p])
-    outcome = ctx.chain.send(ctx.operators["admin"], "createProgramme", params, kind="create_programme", ref=name)
-    return get(ctx, record_created(ctx, outcome, name=name))
+    sent = ctx.chain.send(ctx.operators["admin"], "createProgramme", params, kind=TxKind.CREATE_PROGRAMME, ref=name)
+    return get(ctx, int(sent.value))  # the id the completion handler, `created`, recorded
 
 
-def record_created(ctx: Context, outcome: TxOutcome, *, name: str) -> int:
-    """Mirrors a programme from its creation events (by the request, or by the monitor for a late receipt)."""
-    events = ctx.chain.decode_logs(outcome)
-    created = next(ev.args for ev in events if ev.name == "ProgrammeCreated")
-    programme_id = int(created["programmeId"])
-    allowed = [ev.args["provider"] for ev in events if ev.name == "ProgrammeProviderSet" and ev.args["allowed"]]
-    with ctx.write() as s:
-        if s.get(Programme, programme_id) is not None:
-            return programme_id
-        ids = {p.address: p.id for p in s.exec(select(Participant).where(Participant.kind == "provider")).all()}
-        s.add(
-            Programme(
-                id=programme_id,
-                name=name,
-                ratio_bps=int(created["ratioBps"]),
-                budget=int(created["budget"]),
-                cap_per_enterprise=int(created["capPerEnterprise"]),
-                valid_from=datetime.fromtimestamp(int(created["validFrom"]), UTC),
-                valid_until=datetime.fromtimestamp(int(created["validUntil"]), UTC),
-                categories=int(created["categories"]),
-                tx_hash=outcome.tx_hash,
-            )
+def created(conn: Connection, tx: StoredTx, outcome: TxOutcome) -> int:
+    """Mirrors a programme from its creation events (the completion handler); returns its id."""
+    events = outcome.events()
+    made = next(ev.args for ev in events if ev.name == "ProgrammeCreated")
+    programme_id = int(made["programmeId"])
+    if conn.execute(select(_PROGRAMMES.c.id).where(_PROGRAMMES.c.id == programme_id)).first() is not None:
+        return programme_id
+    conn.execute(
+        insert(_PROGRAMMES).values(
+            id=programme_id,
+            name=tx.ref,
+            ratio_bps=int(made["ratioBps"]),
+            budget=int(made["budget"]),
+            cap_per_enterprise=int(made["capPerEnterprise"]),
+            valid_from=datetime.fromtimestamp(int(made["validFrom"]), UTC),
+            valid_until=datetime.fromtimestamp(int(made["validUntil"]), UTC),
+            categories=int(made["categories"]),
+            tx_hash=outcome.tx_hash,
+            created_at=utcnow(),
         )
-        s.flush()
-        for address in dict.fromkeys(allowed):
-            provider_id = ids[address]
-            assert provider_id is not None  # rows read from the database have their primary key
-            s.add(ProgrammeProvider(programme_id=programme_id, provider_id=provider_id))
-        s.commit()
+    )
+    allowed = [ev.args["provider"] for ev in events if ev.name == "ProgrammeProviderSet" and ev.args["allowed"]]
+    ids: dict[str, int] = dict(conn.execute(select(_PARTICIPANTS.c.address, _PARTICIPANTS.c.id).where(
+        _PARTICIPANTS.c.address.in_(allowed))).all())  # fmt: skip
+    for address in dict.fromkeys(allowed):
+        conn.execute(insert(_LINKS).values(programme_id=programme_id, provider_id=ids[address]))
     return programme_id
 
 

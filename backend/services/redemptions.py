@@ -4,12 +4,19 @@ EIP-712 consent) or refuses; the provider's managed key submits the burn. One li
 
 from __future__ import annotations
 
-from sqlalchemy import Table, update
-from sqlmodel import Session, col, select
+import asyncio
+from collections.abc import Callable
+from typing import Any
 
+from sqlalchemy import Table, update
+from sqlalchemy.engine import Connection
+from sqlmodel import col, select
+
+from backend.chain import txstore
 from backend.chain.consent import Redemption as Consent
 from backend.chain.consent import consent_digest
-from backend.chain.pipeline import TxOutcome
+from backend.chain.pipeline import stored_of
+from backend.chain.txtypes import Call, StoredTx, Submitted, TxOutcome
 from backend.errors import (
     AccountFrozen,
     CategoryNotAllowed,
@@ -30,9 +37,11 @@ from backend.faults import crash_point
 from backend.invoices import canonical, invoice_hash
 from backend.models import Participant, Programme, ProgrammeProvider, Redemption, unix_time, utcnow
 from backend.models import RelatedParty as RelatedPartyRow
+from backend.models.states import RedemptionStatus, TxKind
 from backend.money import yuan
 from backend.services import invoice_claims, resume
 from backend.services.context import Context
+from backend.services.finished import Finished
 from backend.services.participants import CATEGORIES
 
 MAX_INVOICE_FEN = 10**15  # ¥10 trillion: anything larger is a typo, not an invoice
@@ -42,10 +51,18 @@ REDEEM_GAS = 200_000
 # Plain tables for Core statements on the redemption hot path (the ORM's unit of work cost 3x as much).
 _REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
 _PARTICIPANTS: Table = Participant.__table__  # type: ignore[attr-defined]
+_PARTY = _PARTICIPANTS.alias()
+# The claim's two addresses, status and age, in one statement (the confirm hot path).
+_ADDRESSES = select(
+    select(_PARTY.c.address).where(_PARTY.c.id == _REDEMPTIONS.c.enterprise_id).scalar_subquery(),
+    select(_PARTY.c.address).where(_PARTY.c.id == _REDEMPTIONS.c.provider_id).scalar_subquery(),
+    _REDEMPTIONS.c.status,
+    _REDEMPTIONS.c.created_at,
+)
 _NOT_COVERED = "the enterprise's vouchers no longer covered the claim when it was confirmed"
 
 
-def claim(
+async def claim(
     ctx: Context,
     *,
     provider_id: int,
@@ -61,12 +78,9 @@ def claim(
     if not 0 < invoice_amount <= MAX_INVOICE_FEN:
         raise InvalidInput("invoice_amount must be a positive amount in fen", field="invoice_amount")
     number = canonical(invoice_number)  # InvalidInvoiceNumber: look-alike characters would make a second hash
-    with ctx.read() as s:
-        provider = s.get(Participant, provider_id)
-        enterprise = s.get(Participant, enterprise_id)
-        programme = s.get(Programme, programme_id)
-        allowed = s.get(ProgrammeProvider, (programme_id, provider_id)) is not None
-        related = s.get(RelatedPartyRow, (enterprise_id, provider_id)) is not None
+    digest = invoice_hash(number)
+    facts = await asyncio.to_thread(_claim_facts, ctx, provider_id, enterprise_id, programme_id, digest)
+    provider, enterprise, programme, allowed, related, (balance, used, paused), now = facts
     if enterprise is None or enterprise.kind != "enterprise":
         raise NotFound("enterprise", enterprise_id)
     if programme is None:
@@ -81,14 +95,6 @@ def claim(
         raise CategoryNotAllowed(f"{category} compute is outside programme {programme_id}'s scope")
     if related:
         raise RelatedParty("the provider is a declared related party of the enterprise: no subsidy")
-    digest = invoice_hash(number)
-    (balance, used, paused), now = ctx.chain.call_many(
-        [
-            ("balanceOf", (enterprise.address, programme_id)),
-            ("isInvoiceRedeemed", (bytes.fromhex(digest[2:]),)),
-            ("paused", ()),
-        ]
-    )
     # Ratio and window never change after creation: the database copy serves; the contract checks again.
     if now < unix_time(programme.valid_from):
         raise ProgrammeNotStarted(f"programme {programme_id} opens for redemption later")
@@ -121,13 +127,32 @@ def claim(
         "created_at": stamp,
         "updated_at": stamp,
     }
-    row = invoice_claims.store(ctx, values)
+    row = await invoice_claims.store(ctx, values)
     if row is None:
-        if (mine := _resumed_claim(ctx, digest, provider_id)) is not None:
+        if (mine := await asyncio.to_thread(_resumed_claim, ctx, digest, provider_id)) is not None:
             return mine
         raise InvoiceAlreadyRedeemed(f"invoice {number} already has a claim of yours, pending or being confirmed")
     crash_point("claim.stored")
     return Redemption.model_validate(row._asdict())
+
+
+def _claim_facts(ctx: Context, provider_id: int, enterprise_id: int, programme_id: int, digest: str) -> tuple[Any, ...]:
+    """What a claim is checked against, read together: the rows, then the chain at its latest block."""
+    with ctx.read() as s:
+        provider = s.get(Participant, provider_id)
+        enterprise = s.get(Participant, enterprise_id)
+        programme = s.get(Programme, programme_id)
+        allowed = s.get(ProgrammeProvider, (programme_id, provider_id)) is not None
+        related = s.get(RelatedPartyRow, (enterprise_id, provider_id)) is not None
+    if enterprise is None or programme is None:
+        return provider, enterprise, programme, allowed, related, (0, False, False), 0
+    reads = [
+        ("balanceOf", (enterprise.address, programme_id)),
+        ("isInvoiceRedeemed", (bytes.fromhex(digest[2:]),)),
+        ("paused", ()),
+    ]
+    values, now = ctx.chain.call_many(reads)
+    return provider, enterprise, programme, allowed, related, tuple(values), now
 
 
 def _resumed_claim(ctx: Context, digest: str, provider_id: int) -> Redemption | None:
@@ -139,6 +164,14 @@ def _resumed_claim(ctx: Context, digest: str, provider_id: int) -> Redemption | 
     if row is None or unix_time(row.created_at) < unix_time(since):
         return None
     return row
+
+
+async def ensure_enterprise(ctx: Context, redemption_id: int, enterprise_id: int) -> None:
+    """NotFound unless the claim is against this enterprise (what is not theirs does not exist for them)."""
+    query = select(_REDEMPTIONS.c.enterprise_id).where(_REDEMPTIONS.c.id == redemption_id)
+    owner = await ctx.read_async(lambda s: s.connection().execute(query).scalar())
+    if owner != enterprise_id:
+        raise NotFound("redemption", redemption_id)
 
 
 def get(ctx: Context, redemption_id: int) -> Redemption:
@@ -183,49 +216,43 @@ def refuse(ctx: Context, *, redemption_id: int, reason: str) -> Redemption:
     return get(ctx, redemption_id)
 
 
-def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
+async def confirm(ctx: Context, *, redemption_id: int) -> Finished[Redemption]:
     """The enterprise consents: its key signs, the provider's key sends the burn, the outcome is recorded.
 
-    Two database transactions, none held across a call to the node: the first moves the claim to
-    "submitting" together with its consent nonce and the stored signed transaction (so a crash after it
-    leaves something the monitor can finish); the second records the receipt and the claim's outcome.
+    The claim moves to "submitting" with its consent nonce in the database transaction that stores the signed burn
+    (so a crash after it leaves something the monitor can finish); the burn's completion handler records the
+    outcome. A revert raises its decoded error once the claim is marked failed.
     """
-    party = _PARTICIPANTS.alias()
-    address_of = {
-        role: select(party.c.address).where(party.c.id == column).scalar_subquery()
-        for role, column in (("enterprise", _REDEMPTIONS.c.enterprise_id), ("provider", _REDEMPTIONS.c.provider_id))
-    }
-    query = select(address_of["enterprise"], address_of["provider"], _REDEMPTIONS.c.status, _REDEMPTIONS.c.created_at)
-    with ctx.read() as s:
-        found = s.connection().execute(query.where(_REDEMPTIONS.c.id == redemption_id)).first()
+    query = _ADDRESSES.where(_REDEMPTIONS.c.id == redemption_id)
+    found = await ctx.read_async(lambda s: s.connection().execute(query).first())
     if found is None:
         raise NotFound("redemption", redemption_id)
-    if resume.resumed_since() is not None and (current := get(ctx, redemption_id)).status != "pending":
-        return _resume_confirm(ctx, current)
-    invoice_claims.ensure_live(ctx, redemption_id, found.status, found.created_at)  # ClaimExpired
+    if resume.resumed_since() is not None and found.status != RedemptionStatus.PENDING:
+        return await _resume_confirm(ctx, redemption_id)
+    if found.status != RedemptionStatus.PENDING or invoice_claims.expired(ctx, found.created_at):
+        await asyncio.to_thread(invoice_claims.ensure_live, ctx, redemption_id, found.status, found.created_at)
     enterprise, provider = str(found[0]), str(found[1])
-    ctx.keys.load(enterprise)
-    ctx.pipeline.prepare(provider)
-    deadline = ctx.chain.now(cached=True) + ctx.settings.consent_ttl_s
-    with ctx.write() as s:
-        conn = s.connection()
+    if not ctx.keys.loaded(enterprise):
+        await asyncio.to_thread(ctx.keys.load, enterprise)
+    now = ctx.chain.clock() if ctx.chain.clock else None  # the follower's view of the head, if fresh
+    deadline = (now if now is not None else await asyncio.to_thread(ctx.chain.now)) + ctx.settings.consent_ttl_s
+
+    def record(conn: Connection) -> Call:
         row = conn.execute(
             update(_REDEMPTIONS)
-            .where(_REDEMPTIONS.c.id == redemption_id, _REDEMPTIONS.c.status == "pending")
-            .values(status="submitting", deadline=deadline, updated_at=utcnow())
+            .where(_REDEMPTIONS.c.id == redemption_id, _REDEMPTIONS.c.status == RedemptionStatus.PENDING)
+            .values(status=RedemptionStatus.SUBMITTING, deadline=deadline, updated_at=utcnow())
             .returning(*_REDEMPTIONS.c)
         ).first()
         if row is None:
-            raise InvalidState(f"redemption {redemption_id} is {get(ctx, redemption_id).status}, not pending")
-        nonce = (
-            conn.execute(
-                update(_PARTICIPANTS)
-                .where(_PARTICIPANTS.c.id == row.enterprise_id)
-                .values(next_consent_nonce=_PARTICIPANTS.c.next_consent_nonce + 1)
-                .returning(_PARTICIPANTS.c.next_consent_nonce)
-            ).one()[0]
-            - 1
-        )
+            status = conn.execute(select(_REDEMPTIONS.c.status).where(_REDEMPTIONS.c.id == redemption_id)).scalar()
+            raise InvalidState(f"redemption {redemption_id} is {status}, not pending")
+        nonce = conn.execute(
+            update(_PARTICIPANTS)
+            .where(_PARTICIPANTS.c.id == row.enterprise_id)
+            .values(next_consent_nonce=_PARTICIPANTS.c.next_consent_nonce + 1)
+            .returning(_PARTICIPANTS.c.next_consent_nonce)
+        ).one()[0] - 1  # fmt: skip
         consent = Consent(
             enterprise=enterprise,
             programme_id=row.programme_id,
@@ -239,61 +266,54 @@ def confirm(ctx: Context, *, redemption_id: int) -> Redemption:
         digest = consent_digest(consent, provider, chain_id=ctx.chain.chain_id, contract=ctx.chain.address)
         data = ctx.chain.encode("redeem", consent.as_struct(), ctx.keys.sign_hash(enterprise, digest))
         crash_point("confirm.signed")
-        stored = ctx.pipeline.store(
-            s, provider, ctx.chain.address, data, gas=REDEEM_GAS, kind="redeem", ref=str(redemption_id)
-        )
-        conn.execute(
-            update(_REDEMPTIONS)
-            .where(_REDEMPTIONS.c.id == redemption_id)
-            .values(consent_nonce=nonce, tx_hash=stored.tx_hash)
-        )
-        s.commit()
-    crash_point("pipeline.stored:redeem")
-    receipt = ctx.pipeline.send_and_wait(stored)  # TransactionPending: the monitor finishes it
-    result = ctx.pipeline.outcome(stored, receipt)
-    with ctx.write() as s:
-        ctx.pipeline.record(s, stored, result)
-        done = _finish(s, redemption_id, result)
-        s.commit()
+        conn.execute(update(_REDEMPTIONS).where(_REDEMPTIONS.c.id == redemption_id).values(consent_nonce=nonce))
+        return Call(TxKind.REDEEM, data, str(redemption_id), REDEEM_GAS, link=_name_tx(redemption_id))
+
+    submitted = await ctx.pipeline.submit(provider, record)  # a revert raises its error, the claim marked failed
+    return await _finished(ctx, redemption_id, submitted)
+
+
+async def _finished(ctx: Context, redemption_id: int, submitted: Submitted) -> Finished[Redemption]:
+    if submitted.pending:  # sent, not mined in time: the monitor finishes it
+        return Finished(await asyncio.to_thread(get, ctx, redemption_id), pending=True)
     crash_point("confirm.recorded")
-    if isinstance(result, LedgerError):
-        raise result
-    return done
+    return Finished(submitted.value)
 
 
-def _resume_confirm(ctx: Context, current: Redemption) -> Redemption:
+def _name_tx(redemption_id: int) -> Callable[[Connection, str], None]:
+    def link(conn: Connection, tx_hash: str) -> None:
+        conn.execute(update(_REDEMPTIONS).where(_REDEMPTIONS.c.id == redemption_id).values(tx_hash=tx_hash))
+
+    return link
+
+
+async def _resume_confirm(ctx: Context, redemption_id: int) -> Finished[Redemption]:
     """A dead attempt already moved the claim on: finish its stored transaction, never send another."""
-    assert current.id is not None
-    if current.status == "submitting" and current.tx_hash:
-        result = ctx.pipeline.settle(current.tx_hash)  # TransactionPending: the monitor finishes it
-        done = finish(ctx, redemption_id=current.id, result=result)
-        if isinstance(result, LedgerError):
-            raise result
-        return done
-    return current
+    current = await asyncio.to_thread(get, ctx, redemption_id)
+    if current.status == RedemptionStatus.SUBMITTING and current.tx_hash:
+        tx = await asyncio.to_thread(txstore.find, ctx.engine, current.tx_hash)
+        if tx is not None:
+            return await _finished(ctx, redemption_id, await ctx.pipeline.follow(stored_of(tx)))
+    return Finished(current)
 
 
-def finish(ctx: Context, *, redemption_id: int, result: TxOutcome | LedgerError) -> Redemption:
-    """Final state of a submitted claim, for the monitor when the receipt came after the request gave up."""
-    with ctx.write() as s:
-        done = _finish(s, redemption_id, result)
-        s.commit()
-        return done
+def redeemed(conn: Connection, tx: StoredTx, result: TxOutcome | LedgerError) -> Redemption:
+    """The burn's completion handler (the request, the monitor, a retry taking over): the claim's final state."""
+    return _finish(conn, int(tx.ref), result)
 
 
-def _finish(s: Session, redemption_id: int, result: TxOutcome | LedgerError) -> Redemption:
+def _finish(conn: Connection, redemption_id: int, result: TxOutcome | LedgerError) -> Redemption:
     """Confirmed with its block, or failed with the decoded reason (and the invoice free again)."""
-    conn = s.connection()
     if isinstance(result, TxOutcome):
-        changes = {"status": "confirmed", "tx_hash": result.tx_hash, "block_number": result.block_number}
+        changes = {"status": RedemptionStatus.CONFIRMED, "tx_hash": result.tx_hash, "block_number": result.block_number}
     else:
         # The provider reads this row too: the enterprise's balance stays out of it (the enterprise, confirming,
         # was told the figure in its own answer).
         message = _NOT_COVERED if isinstance(result, InsufficientBalance) else result.message
-        changes = {"status": "failed", "error_code": result.code, "error_message": message}
+        changes = {"status": RedemptionStatus.FAILED, "error_code": result.code, "error_message": message}
     row = conn.execute(
         update(Redemption)
-        .where(col(Redemption.id) == redemption_id, col(Redemption.status) == "submitting")
+        .where(col(Redemption.id) == redemption_id, col(Redemption.status) == RedemptionStatus.SUBMITTING)
         .values(**changes, updated_at=utcnow())
         .returning(*_REDEMPTIONS.c)
     ).first()

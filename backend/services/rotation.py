@@ -25,14 +25,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import or_, select
 
 from backend.chain.ledger import ENTERPRISE, PROVIDER
+from backend.chain.txtypes import StoredTx
 from backend.errors import LedgerError, NotFound, RotationInProgress, RotationInterrupted, TransactionPending
 from backend.models import ChainTx, FormerAddress, Participant, RelatedParty, utcnow
+from backend.models.states import TxKind
 from backend.services.context import Context
 
 log = logging.getLogger(__name__)
 
-KIND, MIGRATE_KIND = "rotate_key", "rotate_key_migrate"  # a rotation's transactions; ref: the FormerAddress id
-KINDS = (KIND, MIGRATE_KIND)
+# A rotation's transactions (ref: the FormerAddress id); their completion continues the rotation (`resume`).
+KIND, MIGRATE_KIND = TxKind.ROTATE_KEY, TxKind.ROTATE_KEY_MIGRATE
 RETIRED_REASON = 900  # freeze reason code on chain: "managed key retired" (migrateHolder uses it too)
 _locks: dict[int, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -53,10 +55,11 @@ def rotate(ctx: Context, *, participant_id: int) -> FormerAddress:
         lock.release()
 
 
-def resume(ctx: Context, *, rotation_id: int) -> None:
-    """Carries on a rotation whose transaction confirmed after its request stopped waiting (the monitor's hook)."""
+def resume(ctx: Context, tx: StoredTx) -> None:
+    """Carries on a rotation whose transaction confirmed after its request stopped waiting (run by the monitor
+    after the transaction's outcome is recorded)."""
     with ctx.read() as s:
-        row = s.get(FormerAddress, rotation_id)
+        row = s.get(FormerAddress, int(tx.ref))
     if row is None or row.status != "rotating":
         return
     lock = _lock(row.participant_id)
@@ -68,7 +71,7 @@ def resume(ctx: Context, *, rotation_id: int) -> None:
     except TransactionPending:
         pass
     except LedgerError as exc:
-        log.warning("rotation %s of participant %s stopped: %s", rotation_id, row.participant_id, exc.code)
+        log.warning("rotation %s of participant %s stopped: %s", tx.ref, row.participant_id, exc.code)
     finally:
         lock.release()
 
@@ -112,7 +115,7 @@ def _run(ctx: Context, row: FormerAddress, *, wait_s: float | None) -> FormerAdd
     old, new, ref = row.address, row.new_address, str(row.id)
     chain, admin, supervisor = ctx.chain, ctx.operators["admin"], ctx.operators["supervisor"]
 
-    def send(sender: str, fn: str, *args: Any, kind: str = KIND) -> str:
+    def send(sender: str, fn: str, *args: Any, kind: TxKind = KIND) -> str:
         return chain.send(sender, fn, *args, kind=kind, ref=ref, wait_s=wait_s).tx_hash
 
     def frozen(address: str) -> bool:

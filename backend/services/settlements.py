@@ -10,13 +10,15 @@ never inside it (RFC 8785 serialises this document the same way: its keys are AS
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Table, delete, exists, insert, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
-from backend.chain.pipeline import TxOutcome
+from backend.chain.txtypes import Call, StoredTx, TxOutcome
 from backend.errors import (
     AccountFrozen,
     ChainReverted,
@@ -31,10 +33,11 @@ from backend.errors import (
     SettlementRedemptionsTaken,
 )
 from backend.models import Participant, Redemption, SettlementBatch, SettlementClaim, SettlementLine, utcnow
+from backend.models.states import TxKind
 from backend.services import participants, settlement_document
 from backend.services.context import Context
+from backend.services.finished import Finished
 
-ANCHOR_KIND = "settlement_anchor"  # the pipeline's kind for the anchoring transaction (the monitor finishes it)
 SETTLEMENT_TAG = b"settlement".ljust(32, b"\0")  # the `kind` argument of the contract's anchor()
 CREATE_ATTEMPTS = 3
 _BATCHES: Table = SettlementBatch.__table__  # type: ignore[attr-defined]
@@ -128,7 +131,7 @@ def list_for(
     return [SettlementBatch.model_validate(row._asdict()) for row in rows]
 
 
-def approve(ctx: Context, *, batch_id: int) -> SettlementBatch:
+def approve(ctx: Context, *, batch_id: int) -> Finished[SettlementBatch]:
     """Finance approves: the finance operator anchors the digest on chain and the batch records the transaction.
 
     As with redemptions, the batch moves to "approving" in the same database transaction that stores the signed
@@ -140,17 +143,16 @@ def approve(ctx: Context, *, batch_id: int) -> SettlementBatch:
     provider = participants.get(ctx, batch.provider_id)
     if provider.frozen:
         raise AccountFrozen(f"provider {provider.id} is frozen: its settlements wait until it is unfrozen")
-    sender, to = ctx.operators["finance"], ctx.chain.address
+    sender = ctx.operators["finance"]
     data = ctx.chain.encode("anchor", bytes.fromhex(batch.digest[2:]), SETTLEMENT_TAG)
     try:
-        gas = ctx.pipeline.estimate(sender, to, data)
+        gas = ctx.pipeline.estimate(sender, data)
     except ChainReverted as exc:
         if exc.details.get("contract_error") == "HashAlreadyAnchored":
             raise SettlementAlreadyAnchored(f"the digest of settlement {batch_id} is already on chain") from None
         raise
-    ctx.pipeline.prepare(sender)
-    with ctx.write() as s:
-        conn = s.connection()
+
+    def record(conn: Connection) -> Call:
         moved = conn.execute(
             update(_BATCHES)
             .where(_BATCHES.c.id == batch_id, _BATCHES.c.status == "submitted")
@@ -158,36 +160,31 @@ def approve(ctx: Context, *, batch_id: int) -> SettlementBatch:
         ).rowcount
         if moved != 1:
             raise _state_error(get(ctx, batch_id))
-        stored = ctx.pipeline.store(s, sender, to, data, gas=gas, kind=ANCHOR_KIND, ref=str(batch_id))
-        conn.execute(update(_BATCHES).where(_BATCHES.c.id == batch_id).values(anchor_tx_hash=stored.tx_hash))
-        s.commit()
-    receipt = ctx.pipeline.send_and_wait(stored)  # TransactionPending: the monitor finishes it
-    result = ctx.pipeline.outcome(stored, receipt)
-    with ctx.write() as s:
-        ctx.pipeline.record(s, stored, result)
-        done = _finish(s, batch_id, result)
-        s.commit()
-    if isinstance(result, LedgerError):
-        raise result
-    return done
+        return Call(TxKind.SETTLEMENT_ANCHOR, data, str(batch_id), gas, link=_name_anchor(batch_id))
+
+    submitted = ctx.pipeline.submit_sync(sender, record)  # a revert raises, the batch back to submitted
+    return Finished(get(ctx, batch_id), pending=True) if submitted.pending else Finished(submitted.value)
 
 
-def finish(ctx: Context, *, batch_id: int, result: TxOutcome | LedgerError) -> SettlementBatch:
-    """Final state of an approval whose anchoring receipt came after the request gave up (for the monitor)."""
-    with ctx.write() as s:
-        done = _finish(s, batch_id, result)
-        s.commit()
-        return done
+def _name_anchor(batch_id: int) -> Callable[[Connection, str], None]:
+    def link(conn: Connection, tx_hash: str) -> None:
+        conn.execute(update(_BATCHES).where(_BATCHES.c.id == batch_id).values(anchor_tx_hash=tx_hash))
+
+    return link
 
 
-def _finish(s: Session, batch_id: int, result: TxOutcome | LedgerError) -> SettlementBatch:
+def anchored(conn: Connection, tx: StoredTx, result: TxOutcome | LedgerError) -> SettlementBatch:
+    """The anchoring's completion handler (the request, the monitor, a retry): the batch's final state."""
+    return _finish(conn, int(tx.ref), result)
+
+
+def _finish(conn: Connection, batch_id: int, result: TxOutcome | LedgerError) -> SettlementBatch:
     """Approved with the anchor's block, or back to submitted with the reason (finance may approve again)."""
     if isinstance(result, TxOutcome):
         changes = dict(status="approved", anchor_tx_hash=result.tx_hash, anchor_block=result.block_number)
         changes |= dict(decided_at=utcnow())
     else:
         changes = dict(status="submitted", anchor_tx_hash=None, error_code=result.code, error_message=result.message)
-    conn = s.connection()
     row = conn.execute(
         update(_BATCHES)
         .where(_BATCHES.c.id == batch_id, _BATCHES.c.status == "approving")

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 
-from backend.chain.pipeline import TxOutcome
+from backend.chain.txtypes import StoredTx, TxOutcome
 from backend.errors import InvalidInput, InvalidState, ProgrammeStillActive
-from backend.models import Adjustment, Application, Participant
+from backend.models import Adjustment, Application, Participant, utcnow
+from backend.models.states import TxKind
 from backend.money import yuan
 from backend.services import participants, programmes
 from backend.services.context import Context
 
 RECLAIM_CHUNK = 200  # holders per reclaim transaction
+_ADJUSTMENTS: Table = Adjustment.__table__  # type: ignore[attr-defined]
+_PARTICIPANTS: Table = Participant.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -41,16 +46,10 @@ def reclaim(ctx: Context, *, programme_id: int) -> ChainAction:
     holders = [h.address for h in holders_of(ctx, programme_id) if ctx.chain.balance(h.address, programme_id) > 0]
     hashes, total = [], 0
     for i in range(0, len(holders), RECLAIM_CHUNK):
-        outcome = ctx.chain.send(
-            ctx.operators["issuer"],
-            "reclaim",
-            programme_id,
-            holders[i : i + RECLAIM_CHUNK],
-            kind="reclaim",
-            ref=str(programme_id),
-        )
-        hashes.append(outcome.tx_hash)
-        total += record_adjustments(ctx, outcome)
+        sent = ctx.chain.send(ctx.operators["issuer"], "reclaim", programme_id, holders[i : i + RECLAIM_CHUNK],
+                              kind=TxKind.RECLAIM, ref=str(programme_id))  # fmt: skip
+        hashes.append(sent.tx_hash)
+        total += int(sent.value)  # what the completion handler, `record_adjustments`, recorded
     return ChainAction(tx_hashes=hashes, amount=total, holders=len(holders))
 
 
@@ -62,47 +61,34 @@ def revoke(ctx: Context, *, programme_id: int, enterprise_id: int, amount: int, 
         raise InvalidInput(f"amount must be between 1 fen and the balance {yuan(balance)}", field="amount")
     if not 0 < reason_code < 2**32:
         raise InvalidInput("reason_code must be a positive 32-bit code", field="reason_code")
-    outcome = ctx.chain.send(
-        ctx.operators["supervisor"],
-        "revoke",
-        programme_id,
-        enterprise.address,
-        amount,
-        reason_code,
-        kind="revoke",
-        ref=f"{programme_id}:{enterprise_id}",
-    )
-    record_adjustments(ctx, outcome)
-    return ChainAction(tx_hashes=[outcome.tx_hash], amount=amount, holders=1)
+    sent = ctx.chain.send(ctx.operators["supervisor"], "revoke", programme_id, enterprise.address, amount, reason_code,
+                          kind=TxKind.REVOKE, ref=f"{programme_id}:{enterprise_id}")  # fmt: skip
+    return ChainAction(tx_hashes=[sent.tx_hash], amount=amount, holders=1)
 
 
-def record_adjustments(ctx: Context, outcome: TxOutcome) -> int:
-    """Records the reclaims and revocations a mined transaction made, from its events; returns their total.
-
-    Used both by the request that sent it and by the monitor when the receipt came too late for the request.
-    """
-    events = [ev for ev in ctx.chain.decode_logs(outcome) if ev.name in ("VoucherReclaimed", "VoucherRevoked")]
-    total = 0
-    with ctx.write() as s:
-        if s.exec(select(Adjustment).where(Adjustment.tx_hash == outcome.tx_hash)).first() is not None:
-            return sum(int(ev.args["amount"]) for ev in events)  # already recorded
-        ids = {p.address: p.id for p in s.exec(select(Participant).where(Participant.kind == "enterprise")).all()}
-        for ev in events:
-            total += int(ev.args["amount"])
-            enterprise_id = ids[ev.args["holder"]]
-            assert enterprise_id is not None  # rows read from the database have their primary key
-            s.add(
-                Adjustment(
-                    kind="reclaim" if ev.name == "VoucherReclaimed" else "revoke",
-                    programme_id=int(ev.args["programmeId"]),
-                    enterprise_id=enterprise_id,
-                    amount=int(ev.args["amount"]),
-                    reason_code=ev.args.get("reasonCode"),
-                    tx_hash=outcome.tx_hash,
-                    block_number=outcome.block_number,
-                )
+def record_adjustments(conn: Connection, _tx: StoredTx, outcome: TxOutcome) -> int:
+    """Records the reclaims and revocations a mined transaction made, from its events; returns their total (the
+    completion handler of reclaim and revoke)."""
+    events = [ev for ev in outcome.events() if ev.name in ("VoucherReclaimed", "VoucherRevoked")]
+    total = sum(int(ev.args["amount"]) for ev in events)
+    if conn.execute(select(_ADJUSTMENTS.c.id).where(_ADJUSTMENTS.c.tx_hash == outcome.tx_hash)).first() is not None:
+        return total  # already recorded
+    holders = [ev.args["holder"] for ev in events]
+    ids: dict[str, int] = dict(conn.execute(select(_PARTICIPANTS.c.address, _PARTICIPANTS.c.id).where(
+        _PARTICIPANTS.c.address.in_(holders))).all())  # fmt: skip
+    for ev in events:
+        conn.execute(
+            insert(_ADJUSTMENTS).values(
+                kind="reclaim" if ev.name == "VoucherReclaimed" else "revoke",
+                programme_id=int(ev.args["programmeId"]),
+                enterprise_id=ids[ev.args["holder"]],
+                amount=int(ev.args["amount"]),
+                reason_code=ev.args.get("reasonCode"),
+                tx_hash=outcome.tx_hash,
+                block_number=outcome.block_number,
+                created_at=utcnow(),
             )
-        s.commit()
+        )
     return total
 
 
@@ -112,5 +98,6 @@ def set_paused(ctx: Context, *, paused: bool, role: str) -> ChainAction:
     if not paused and role != "admin":
         raise InvalidState("only the admin may resume the ledger")
     sender = ctx.operators["admin" if role == "admin" else "supervisor"]
-    outcome = ctx.chain.send(sender, "pause" if paused else "unpause", kind="pause" if paused else "unpause")
-    return ChainAction(tx_hashes=[outcome.tx_hash], amount=0, holders=0)
+    kind = TxKind.PAUSE if paused else TxKind.UNPAUSE
+    sent = ctx.chain.send(sender, kind.value, kind=kind)
+    return ChainAction(tx_hashes=[sent.tx_hash], amount=0, holders=0)

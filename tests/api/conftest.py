@@ -18,7 +18,8 @@ import uvicorn
 from backend.api.app import create_app
 from backend.chain import devnet
 from backend.chain.deploy import Deployment, ensure_deployed
-from backend.services.context import Context, build_context
+from backend.services.context import Context
+from backend.services.wiring import build_context
 from backend.settings import Settings
 from tests.api.support import Api, Service
 from tests.support import copy_node_access

@@ -15,7 +15,8 @@ from backend.audit import mirror
 from backend.chain import logscan
 from backend.chain.deploy import admin_account
 from backend.models import ChainEvent, MirrorBlock
-from backend.services.context import Context, build_context
+from backend.services.context import Context
+from backend.services.wiring import build_context
 from tests.api.support import Api, Service
 from tests.support import node_web3
 
@@ -65,7 +66,7 @@ def outside_registration(ctx: Context, data_dir: Any) -> str:
     """The admin key registers a participant straight on the node: the service never sees the transaction."""
     raw, account = registration_tx(ctx, data_dir)
     receipt = ctx.chain.rpc.call("eth_sendRawTransaction", [raw])
-    assert ctx.watcher.wait(receipt, 30)["status"] == "0x1"
+    assert ctx.follower.wait_blocking(receipt, 30)["status"] == "0x1"
     return account
 
 

@@ -97,7 +97,7 @@ def scenario(api: Api) -> Scenario:
     boundary = _iso(now)  # the empty block just mined; phase 2's blocks come after it
     # Consent deadlines use the block follower's cached clock: wait until it has seen the jump.
     deadline = time.monotonic() + 10
-    while (api.service.ctx.watcher.head_time() or 0) < now and time.monotonic() < deadline:
+    while (api.service.ctx.follower.head_time() or 0) < now and time.monotonic() < deadline:
         time.sleep(0.05)
 
     _redeem(api, p["P1"], e["E2"], a, invoice_amount=40_000_00, category="general")

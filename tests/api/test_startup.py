@@ -9,7 +9,7 @@ import pytest
 
 from backend.chain import devnet
 from backend.chain.deploy import Deployment
-from backend.services.context import build_context
+from backend.services.wiring import build_context
 from backend.settings import ConfigError, Settings
 from tests.api.conftest import service_data_dir
 

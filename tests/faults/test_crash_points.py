@@ -18,7 +18,8 @@ from sqlmodel import Session, func, select
 
 from backend.chain.deploy import Deployment
 from backend.models import Application, ChainTx, Participant, Redemption
-from backend.services.context import Context, build_context
+from backend.services.context import Context
+from backend.services.wiring import build_context
 from backend.settings import Settings
 from tests.api.conftest import own_contract_dir
 from tests.api.support import Api, Service, credit_code, invoice_number
@@ -61,7 +62,8 @@ class World:
 def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data_dir = own_contract_dir(devnet_dir, tmp_path_factory.mktemp("crash"))
     database_url = f"sqlite:///{data_dir / 'ledger.db'}"
-    proc = ServiceProcess(data_dir, database_url, VOUCHER_IDEMPOTENCY_LEASE_S="1", VOUCHER_RECEIPT_WAIT_S="10")
+    # The default lease (60 s): a retry must take over because the killed process is gone, not because time passed.
+    proc = ServiceProcess(data_dir, database_url, VOUCHER_RECEIPT_WAIT_S="10")
     proc.start()
     ctx = build_context(Settings(data_dir=data_dir, database_url=database_url))
     try:

@@ -21,8 +21,9 @@ from sqlmodel import Session, select
 
 from backend.chain import devnet
 from backend.chain.deploy import admin_account, ensure_deployed
-from backend.db import session_scope
+from backend.chain.txtypes import Call
 from backend.models import ChainTx
+from backend.models.states import TxKind
 from backend.services.monitor import Monitor
 from backend.settings import Settings
 from tests.api.conftest import run_service
@@ -172,8 +173,10 @@ class _DropsBroadcastAnswers(BaseHTTPRequestHandler):
         with urllib.request.urlopen(request, timeout=10) as answer:
             data = answer.read()
         calls = json.loads(body)
-        if not isinstance(calls, list) and calls.get("method") == "eth_sendRawTransaction":
-            type(self).dropped.append(calls["params"][0])
+        batch = calls if isinstance(calls, list) else [calls]
+        sends = [c for c in batch if c.get("method") == "eth_sendRawTransaction"]
+        if sends:  # alone or in a batch
+            type(self).dropped.extend(c["params"][0] for c in sends)
             self.close_connection = True
             return  # the node has the transaction; its answer never arrives
         self.send_response(200)
@@ -230,7 +233,7 @@ def test_a_transaction_the_node_refuses_is_dropped_and_its_nonce_filled(api: Api
     issuer = ctx.operators["issuer"]
     with pytest.raises(Exception, match="refused transaction"):  # above the block gas limit: never mined
         ctx.chain.send(
-            issuer, "issue", pid, enterprise["address"], 1, b"\0" * 32, kind="issue", ref="", gas=400_000_000
+            issuer, "issue", pid, enterprise["address"], 1, b"\0" * 32, kind=TxKind.ISSUE, ref="", gas=400_000_000
         )
     # the issuer's next transaction sits behind the refused one's nonce (202 if the wait runs out first) ...
     answer = api.issuer().post(f"/v1/applications/{app['id']}/approve", {})
@@ -251,10 +254,9 @@ def test_a_transaction_whose_nonce_another_took_is_reported_replaced(api: Api, m
     ctx = api.service.ctx
     admin = ctx.operators["admin"]
     ctx.pipeline.prepare(admin)
-    with session_scope(ctx.pipeline.engine) as s:  # signed and stored, then its process died before sending it
-        stored = ctx.pipeline.store(
-            s, admin, ctx.chain.address, ctx.chain.encode("pause"), gas=100_000, kind="pause", ref=""
-        )
+    call = Call(TxKind.PAUSE, ctx.chain.encode("pause"), "", 100_000)
+    # signed and stored, then its process died before sending it
+    stored = ctx.writer.run(lambda conn: ctx.pipeline.store(conn, admin, call))
     nonce = rlp.decode(stored.raw)[0]
     key = admin_account(api.service.data_dir)  # the same key, used outside the service, takes that nonce
     outside = key.sign_transaction({"to": ctx.chain.address, "data": "0x5c975abb", "gas": 40_000, "gasPrice": 0,

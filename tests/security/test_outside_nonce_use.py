@@ -37,7 +37,7 @@ def send_outside(ctx: Context, address: str) -> None:
           "chainId": chain.chain_id}  # fmt: skip
     raw, tx_hash = ctx.keys.sign_transaction(address, tx)
     chain.rpc.call("eth_sendRawTransaction", ["0x" + raw.hex()])
-    assert ctx.watcher.wait(tx_hash, 10.0) is not None  # mined before the service signs with the key again
+    assert ctx.follower.wait_blocking(tx_hash, 10.0) is not None  # mined before the service signs with the key again
 
 
 def stored_rows(ctx: Context, signer: str) -> list[ChainTx]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.services.context import Context, build_context
+from backend.services.context import Context
+from backend.services.wiring import build_context
 from tests.api import conftest
 from tests.api.support import Api, Service
 

@@ -6,13 +6,14 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from backend.api.deps import STAFF, CtxDep, CurrentActor, EnterpriseActor, ProviderActor
-from backend.api.idempotency import Accepted, IdempotencyDep
+from backend.api.idempotency import IdempotencyDep
 from backend.api.ratelimit import RATE_LIMITED, limit
 from backend.api.schemas import Count, Id, RedemptionCreate, RedemptionPublic, RefuseRequest
-from backend.errors import NotFound, TransactionPending
+from backend.errors import NotFound
 from backend.models import Redemption
 from backend.services import redemptions
 from backend.services.apikeys import Actor
+from backend.services.finished import Finished
 from backend.services.participants import category_names
 
 router = APIRouter(prefix="/v1/redemptions", tags=["redemptions"])
@@ -39,24 +40,24 @@ def _visible(actor: Actor, r: Redemption) -> Redemption:
     responses=RATE_LIMITED,
     dependencies=[Depends(limit("redemptions"))],
 )
-def claim(body: RedemptionCreate, ctx: CtxDep, actor: ProviderActor, idem: IdempotencyDep) -> JSONResponse:
+async def claim(body: RedemptionCreate, ctx: CtxDep, actor: ProviderActor, idem: IdempotencyDep) -> JSONResponse:
     provider_id = actor.participant_id
     assert provider_id is not None  # provider keys always carry their participant (create_api_key)
-    return idem.run(
-        lambda: public(
-            redemptions.claim(
-                ctx,
-                provider_id=provider_id,
-                enterprise_id=body.enterprise_id,
-                programme_id=body.programme_id,
-                invoice_number=body.invoice_number,
-                invoice_amount=body.invoice_amount,
-                category=body.category,
-                amount=body.amount,
-            )
-        ),
-        status_code=201,
-    )
+
+    async def act() -> RedemptionPublic:
+        made = await redemptions.claim(
+            ctx,
+            provider_id=provider_id,
+            enterprise_id=body.enterprise_id,
+            programme_id=body.programme_id,
+            invoice_number=body.invoice_number,
+            invoice_amount=body.invoice_amount,
+            category=body.category,
+            amount=body.amount,
+        )
+        return public(made)
+
+    return await idem.run_async(act, status_code=201)
 
 
 @router.get("", response_model=list[RedemptionPublic])
@@ -78,18 +79,15 @@ def get_redemption(redemption_id: Id, ctx: CtxDep, actor: CurrentActor) -> Redem
 
 
 @router.post("/{redemption_id:int}/confirm", response_model=RedemptionPublic)
-def confirm(redemption_id: Id, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep) -> JSONResponse:
-    r = redemptions.get(ctx, redemption_id)
-    if r.enterprise_id != actor.participant_id:
-        raise NotFound("redemption", redemption_id)
+async def confirm(redemption_id: Id, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep) -> JSONResponse:
+    assert actor.participant_id is not None  # enterprise keys always carry their participant
+    await redemptions.ensure_enterprise(ctx, redemption_id, actor.participant_id)
 
-    def act() -> RedemptionPublic | Accepted:
-        try:
-            return public(redemptions.confirm(ctx, redemption_id=redemption_id))
-        except TransactionPending:
-            return Accepted(public(redemptions.get(ctx, redemption_id)))
+    async def act() -> Finished[RedemptionPublic]:
+        done = await redemptions.confirm(ctx, redemption_id=redemption_id)
+        return Finished(public(done.value), done.pending)
 
-    return idem.run(act)
+    return await idem.run_async(act)
 
 
 @router.post("/{redemption_id:int}/refuse", response_model=RedemptionPublic)

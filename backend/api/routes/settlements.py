@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
 from backend.api.deps import CtxDep, require
-from backend.api.idempotency import Accepted, IdempotencyDep
+from backend.api.idempotency import IdempotencyDep
 from backend.api.schemas import Count, Id
 from backend.api.schemas_settlement import (
     SettlementCreate,
@@ -19,11 +19,12 @@ from backend.api.schemas_settlement import (
     SettlementReturnRequest,
     SettlementStatus,
 )
-from backend.errors import NotFound, TransactionPending
+from backend.errors import NotFound
 from backend.models import SettlementBatch
 from backend.services import settlement_document, settlements
 from backend.services.apikeys import Actor
 from backend.services.context import Context
+from backend.services.finished import Finished
 
 router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
 
@@ -102,11 +103,9 @@ def approve(settlement_id: Id, ctx: CtxDep, _: Finance, idem: IdempotencyDep) ->
     """Anchors the batch's digest on chain as the finance bureau and marks it approved with the transaction and
     block. 202 with status `approving` when the block is late: the service completes it once mined."""
 
-    def act() -> SettlementDetail | Accepted:
-        try:
-            return detail(settlements.approve(ctx, batch_id=settlement_id))
-        except TransactionPending:
-            return Accepted(detail(settlements.get(ctx, settlement_id)))
+    def act() -> Finished[SettlementDetail]:
+        done = settlements.approve(ctx, batch_id=settlement_id)
+        return Finished(detail(done.value), done.pending)
 
     return idem.run(act)
 
