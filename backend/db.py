@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,12 +31,15 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
         engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True)
         return engine, engine
     path = make_url(url).database
+    lock_file = None
     if path and path != ":memory:" and not path.startswith("file:"):
         create_private_file(Path(path))  # SQLite gives its -wal and -shm files the database file's mode
+        lock_file = Path(path + "-writer.lock")
+        create_private_file(lock_file)
     args = {"check_same_thread": False, "timeout": 30}
     writer = create_engine(url, connect_args=args, pool_size=16, max_overflow=16, hide_parameters=True)
     reader = create_engine(url, connect_args=args, pool_size=32, max_overflow=64, hide_parameters=True)
-    _sqlite_transactions(writer, "BEGIN IMMEDIATE")
+    _sqlite_transactions(writer, "BEGIN IMMEDIATE", lock_file)
     _sqlite_transactions(reader, "BEGIN")
     return writer, reader
 
@@ -43,7 +48,7 @@ def make_engine(url: str) -> Engine:
     return make_engines(url)[0]
 
 
-def _sqlite_transactions(engine: Engine, begin: str) -> None:
+def _sqlite_transactions(engine: Engine, begin: str, lock_file: Path | None = None) -> None:
     """SQLite: WAL, and transactions begun by us.
 
     The writer begins with BEGIN IMMEDIATE: a deferred transaction that reads and then writes can fail at once
@@ -52,6 +57,9 @@ def _sqlite_transactions(engine: Engine, begin: str) -> None:
     for a lock held a millisecond at a time. Writers from other processes still meet the busy handler.
     """
     lock = threading.Lock() if begin == "BEGIN IMMEDIATE" else None
+    # Writers of other worker processes queue on a file lock too: the kernel wakes the next one the moment the
+    # lock is free, where SQLite's busy handler would have slept.
+    lock_fd = os.open(lock_file, os.O_RDWR | os.O_NOFOLLOW) if lock is not None and lock_file else None
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -67,6 +75,8 @@ def _sqlite_transactions(engine: Engine, begin: str) -> None:
     def _begin(conn: Any) -> None:
         if lock is not None:
             lock.acquire()
+            if lock_fd is not None:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
             conn.info["holds_write_lock"] = True
         try:
             conn.exec_driver_sql(begin)
@@ -76,6 +86,8 @@ def _sqlite_transactions(engine: Engine, begin: str) -> None:
 
     def _release(conn: Any) -> None:
         if lock is not None and conn.info.pop("holds_write_lock", False):
+            if lock_fd is not None:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
             lock.release()
 
     event.listen(engine, "commit", _release)

@@ -25,12 +25,20 @@ MAX_BATCH = 64  # writes per transaction: enough to share the commit, few enough
 
 
 class GroupWriter:
-    def __init__(self, engine: Engine, *, name: str = "db-writer") -> None:
+    """The writer: each write in a savepoint of the batch's transaction, committed together.
+
+    With `read_only`, the same machinery serves reads: a batch runs in one read transaction (one snapshot, taken
+    after the batch was gathered) on one connection kept open, so reads from many requests need neither a thread
+    each nor a connection each."""
+
+    def __init__(self, engine: Engine, *, name: str = "db-writer", read_only: bool = False) -> None:
         self._engine = engine
+        self._read_only = read_only
         self._queue: queue.SimpleQueue[tuple[Write[Any], Future[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
         self._lock = threading.Lock()
+        self._conn: Connection | None = None  # the reader's connection, kept open between batches
         self.batches = 0  # how many transactions ran, and how many writes they held (for the benchmark)
         self.writes = 0
 
@@ -63,6 +71,8 @@ class GroupWriter:
         if self._started:
             self._queue.put(None)
             self._thread.join(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
 
     def _run(self) -> None:
         while True:
@@ -82,6 +92,9 @@ class GroupWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[tuple[Write[Any], Future[Any]]]) -> None:
+        if self._read_only:
+            self._read(batch)
+            return
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
             with self._engine.connect() as conn, conn.begin():
@@ -107,8 +120,37 @@ class GroupWriter:
             return
         self.batches += 1
         self.writes += len(results)
-        for future, value, error in results:
-            if error is None:
-                future.set_result(value)
-            else:
-                future.set_exception(error)
+        _settle(results)
+
+    def _read(self, batch: list[tuple[Write[Any], Future[Any]]]) -> None:
+        results: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            conn = self._conn
+            transaction = conn.begin()
+            for read, future in batch:
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    results.append((future, read(conn), None))
+                except Exception as exc:
+                    results.append((future, None, exc))
+                    transaction.rollback()  # PostgreSQL refuses anything more in a transaction after an error
+                    transaction = conn.begin()
+            transaction.rollback()  # nothing to keep: reads only
+        except Exception as exc:
+            if self._conn is not None:
+                self._conn.invalidate()
+                self._conn = None
+            answered = {id(f) for f, _v, _e in results}
+            results += [(f, None, exc) for _r, f in batch if id(f) not in answered and not f.done()]
+        _settle(results)
+
+
+def _settle(results: list[tuple[Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in results:
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)

@@ -33,8 +33,9 @@ class DirectWorld:
     """Participants with keys the benchmark holds itself, registered and funded by the admin key."""
 
     def __init__(self, data_dir: Path, rpc_url: str, *, providers: int, enterprises: int) -> None:
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 60}))
-        self.http = httpx.Client(timeout=60, headers=devnet.auth_headers(data_dir))  # writes carry the node token
+        auth = devnet.auth_headers(data_dir)  # writes carry the node token
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 60, "headers": auth}))
+        self.http = httpx.Client(timeout=60, headers=auth)
         self.rpc_url = rpc_url
         self.ipc_path = str(data_dir.resolve() / "node" / "anvil.ipc")  # the private node, behind the gateway
         self._ipc_local = threading.local()

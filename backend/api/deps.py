@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.errors import Forbidden
-from backend.services.apikeys import Actor, authenticate
+from backend.services.apikeys import Actor, authenticate_async
 from backend.services.context import Context
 
 STAFF = ("admin", "issuer", "finance", "supervisor")
@@ -30,8 +30,10 @@ CtxDep = Annotated[Context, Depends(get_ctx)]
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <API key>`")
 
 
-def current_actor(ctx: CtxDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
-    return authenticate(ctx, credentials.credentials.strip() if credentials else None)
+async def current_actor(
+    ctx: CtxDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Actor:
+    return await authenticate_async(ctx, credentials.credentials.strip() if credentials else None)
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]

@@ -38,7 +38,7 @@ class Idempotency:
         """Runs `fn` once per key; its result (or its refusal) is stored and replayed for repeats."""
         if self._key is None:
             return _answer(await fn(), status_code)[0]
-        if (replay := await asyncio.to_thread(self._begin)) is not None:
+        if (replay := await self._begin()) is not None:
             return replay
         try:
             with resume.taking_over(self._abandoned_at):
@@ -56,7 +56,7 @@ class Idempotency:
         """`run_async` for a sync route (it runs in a worker thread)."""
         if self._key is None:
             return _answer(fn(), status_code)[0]
-        if (replay := self._begin()) is not None:
+        if (replay := asyncio.run(self._begin())) is not None:
             return replay
         try:
             with resume.taking_over(self._abandoned_at):
@@ -77,15 +77,15 @@ class Idempotency:
         else:
             self._ctx.writer.run(lambda c: store.drop(c, key, actor))
 
-    def _begin(self) -> JSONResponse | None:
-        """None when this request runs; the first attempt's answer for a repeat. Waits (in a worker thread) while
-        another attempt holds the key and lives."""
-        key, actor = self._key or "", self._actor_key
+    async def _begin(self) -> JSONResponse | None:
+        """None when this request runs; the first attempt's answer for a repeat. Waits (awaiting, holding no
+        thread) while another attempt holds the key and lives."""
+        key, actor, writer = self._key or "", self._actor_key, self._ctx.writer
         deadline = time.monotonic() + WAIT_FOR_FIRST_S
         while True:
-            if self._ctx.writer.run(lambda c: store.begin(c, key, actor, self._hash)):
+            if await writer.run_async(lambda c: store.begin(c, key, actor, self._hash)):
                 return None
-            rec = store.find(self._ctx, key, actor)
+            rec = await self._ctx.read_async(lambda s: store.find(s, key, actor))
             if rec is None:  # the first attempt failed without a result: try again to be the one
                 continue
             if rec.request_hash != self._hash:
@@ -95,14 +95,14 @@ class Idempotency:
                 return JSONResponse(
                     json.loads(rec.response), status_code=rec.status_code, headers={"Idempotent-Replayed": "true"}
                 )
-            if store.abandoned(self._ctx, rec) and self._ctx.writer.run(
+            if store.abandoned(self._ctx, rec) and await writer.run_async(
                 lambda c, rec=rec: store.take_over(c, key, actor, rec)  # type: ignore[misc]
             ):
                 self._abandoned_at = rec.created_at
                 return None
             if time.monotonic() > deadline:
                 raise IdempotencyInProgress("a request with this Idempotency-Key is still running; retry later")
-            time.sleep(POLL_S)
+            await asyncio.sleep(POLL_S)
 
 
 def _answer(result: Any, status_code: int) -> tuple[JSONResponse, Any]:

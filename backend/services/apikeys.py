@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlmodel import col, select
 
@@ -59,11 +60,29 @@ def create_api_key(ctx: Context, *, role: str, participant_id: int | None, label
 
 
 def authenticate(ctx: Context, secret: str | None) -> Actor:
+    key_id = _key_id(secret)
+    with ctx.read() as s:
+        row = s.exec(_lookup(key_id)).first()
+    return _actor(key_id, secret or "", row)
+
+
+async def authenticate_async(ctx: Context, secret: str | None) -> Actor:
+    """`authenticate` for the event loop: the lookup goes through the reader thread."""
+    key_id = _key_id(secret)
+    query = _lookup(key_id)
+    row = await ctx.first_async(query)
+    return _actor(key_id, secret or "", row)
+
+
+def _key_id(secret: str | None) -> str:
     if not secret or not secret.startswith(_PREFIX) or secret.count("_") < 2:
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
-    key_id = secret[len(_PREFIX) :].split("_", 1)[0]
-    # One query per request: the key and, for participant keys, whether that participant is frozen right now.
-    query = (
+    return secret[len(_PREFIX) :].split("_", 1)[0]
+
+
+def _lookup(key_id: str) -> Any:
+    """One query per request: the key and, for participant keys, whether that participant is frozen right now."""
+    return (
         # sqlmodel's select() is typed for at most four columns; this one needs five.
         select(  # type: ignore[call-overload]
             ApiKey.secret_hash, ApiKey.role, ApiKey.participant_id, ApiKey.revoked_at, Participant.frozen
@@ -71,8 +90,9 @@ def authenticate(ctx: Context, secret: str | None) -> Actor:
         .outerjoin(Participant, col(Participant.id) == col(ApiKey.participant_id))
         .where(ApiKey.id == key_id)
     )
-    with ctx.read() as s:
-        row = s.exec(query).first()
+
+
+def _actor(key_id: str, secret: str, row: Any) -> Actor:
     if row is None or not hmac.compare_digest(row[0], _digest(secret)):
         raise Unauthenticated("this API key is not valid")
     _, role, participant_id, revoked_at, frozen = row

@@ -3,13 +3,12 @@ chain view, the managed keys and the operator addresses. Built by `backend.servi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel
 
 from backend.chain.ledger import VoucherChain
@@ -33,6 +32,7 @@ class Context:
     keys: EncryptedKeyStore
     operators: dict[str, str]  # role -> managed address that acts for it on chain
     writer: GroupWriter
+    reads: GroupWriter  # the same machinery, read-only: async routes read through it
     reader: Engine | None = None  # read-only sessions; the writer when not set
     extras: dict[str, object] = field(default_factory=dict)
     # The service's wall clock (claims expire by it); tests move it instead of waiting days.
@@ -55,13 +55,18 @@ class Context:
         return self.pipeline.follower
 
     async def read_async(self, read: Callable[[Session], R]) -> R:
-        """Runs `read` with a read session in a worker thread, for async routes: the event loop never waits on it."""
+        """Runs `read` with a read session on the reader thread (reads arriving together share a snapshot), for
+        async routes: neither the event loop nor a thread per request waits on the database."""
 
-        def run() -> R:
-            with self.read() as s:
+        def run(conn: Connection) -> R:
+            with Session(bind=conn, expire_on_commit=False) as s:
                 return read(s)
 
-        return await asyncio.to_thread(run)
+        return await self.reads.run_async(run)
+
+    async def first_async(self, statement: Any) -> Any:
+        """The first row of a Core statement (or None), read on the reader thread: the hot paths' reads."""
+        return await self.reads.run_async(lambda conn: conn.execute(statement).first())
 
     def write(self) -> Session:
         """A session that writes: keep it short and never hold it across a call to the chain."""
@@ -80,6 +85,7 @@ class Context:
         self.follower.stop()
         self.pipeline.close()
         self.writer.stop()
+        self.reads.stop()
         self.chain.rpc.close()
         self.engine.dispose()
         if self.reader is not None:

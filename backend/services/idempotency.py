@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from backend.models import IdempotencyRecord, unix_time, utcnow
 from backend.services.context import Context
@@ -74,17 +74,9 @@ def begin(conn: Connection, key: str, actor: str, request_hash: str) -> bool:
     return True
 
 
-def find(ctx: Context, key: str, actor: str) -> Stored | None:
-    with ctx.read() as s:
-        row = (
-            s.connection()
-            .execute(
-                select(*(_TABLE.c[n] for n in Stored.__dataclass_fields__)).where(
-                    _TABLE.c.key == key, _TABLE.c.api_key_id == actor
-                )
-            )
-            .first()
-        )
+def find(s: Session, key: str, actor: str) -> Stored | None:
+    columns = [_TABLE.c[n] for n in Stored.__dataclass_fields__]
+    row = s.connection().execute(select(*columns).where(_TABLE.c.key == key, _TABLE.c.api_key_id == actor)).first()
     return Stored(**row._asdict()) if row is not None else None
 
 

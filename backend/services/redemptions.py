@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import Table, update
 from sqlalchemy.engine import Connection
@@ -35,11 +34,10 @@ from backend.errors import (
 )
 from backend.faults import crash_point
 from backend.invoices import canonical, invoice_hash
-from backend.models import Participant, Programme, ProgrammeProvider, Redemption, unix_time, utcnow
-from backend.models import RelatedParty as RelatedPartyRow
+from backend.models import Participant, Redemption, unix_time, utcnow
 from backend.models.states import RedemptionStatus, TxKind
 from backend.money import yuan
-from backend.services import invoice_claims, resume
+from backend.services import claim_facts, invoice_claims, resume
 from backend.services.context import Context
 from backend.services.finished import Finished
 from backend.services.participants import CATEGORIES
@@ -79,22 +77,29 @@ async def claim(
         raise InvalidInput("invoice_amount must be a positive amount in fen", field="invoice_amount")
     number = canonical(invoice_number)  # InvalidInvoiceNumber: look-alike characters would make a second hash
     digest = invoice_hash(number)
-    facts = await asyncio.to_thread(_claim_facts, ctx, provider_id, enterprise_id, programme_id, digest)
-    provider, enterprise, programme, allowed, related, (balance, used, paused), now = facts
-    if enterprise is None or enterprise.kind != "enterprise":
+    query = claim_facts.query(provider_id, enterprise_id, programme_id)
+    facts = await ctx.first_async(query)
+    if facts is None or facts.enterprise_kind != "enterprise":
         raise NotFound("enterprise", enterprise_id)
-    if programme is None:
+    if facts.ratio_bps is None:
         raise NotFound("programme", programme_id)
-    assert provider is not None
-    for party in (provider, enterprise):
-        if party.frozen:
-            raise AccountFrozen(f"{party.kind} {party.id} is frozen", participant_id=party.id)
+    for kind, party_id, frozen in (("provider", provider_id, facts.provider_frozen),
+                                   ("enterprise", enterprise_id, facts.enterprise_frozen)):  # fmt: skip
+        if frozen:
+            raise AccountFrozen(f"{kind} {party_id} is frozen", participant_id=party_id)
+    programme, allowed, related = facts, facts.allowed, facts.related
     if not allowed:
         raise ProviderNotInProgramme(f"provider {provider_id} is not approved in programme {programme_id}")
     if not programme.categories >> CATEGORIES[category] & 1:
         raise CategoryNotAllowed(f"{category} compute is outside programme {programme_id}'s scope")
     if related:
         raise RelatedParty("the provider is a declared related party of the enterprise: no subsidy")
+    reads = [
+        ("balanceOf", (facts.enterprise_address, programme_id)),
+        ("isInvoiceRedeemed", (bytes.fromhex(digest[2:]),)),
+        ("paused", ()),
+    ]
+    (balance, used, paused), now = await asyncio.to_thread(ctx.chain.call_many, reads)
     # Ratio and window never change after creation: the database copy serves; the contract checks again.
     if now < unix_time(programme.valid_from):
         raise ProgrammeNotStarted(f"programme {programme_id} opens for redemption later")
@@ -136,25 +141,6 @@ async def claim(
     return Redemption.model_validate(row._asdict())
 
 
-def _claim_facts(ctx: Context, provider_id: int, enterprise_id: int, programme_id: int, digest: str) -> tuple[Any, ...]:
-    """What a claim is checked against, read together: the rows, then the chain at its latest block."""
-    with ctx.read() as s:
-        provider = s.get(Participant, provider_id)
-        enterprise = s.get(Participant, enterprise_id)
-        programme = s.get(Programme, programme_id)
-        allowed = s.get(ProgrammeProvider, (programme_id, provider_id)) is not None
-        related = s.get(RelatedPartyRow, (enterprise_id, provider_id)) is not None
-    if enterprise is None or programme is None:
-        return provider, enterprise, programme, allowed, related, (0, False, False), 0
-    reads = [
-        ("balanceOf", (enterprise.address, programme_id)),
-        ("isInvoiceRedeemed", (bytes.fromhex(digest[2:]),)),
-        ("paused", ()),
-    ]
-    values, now = ctx.chain.call_many(reads)
-    return provider, enterprise, programme, allowed, related, tuple(values), now
-
-
 def _resumed_claim(ctx: Context, digest: str, provider_id: int) -> Redemption | None:
     """The claim a dead attempt of this very request stored, when this request takes over from it."""
     since = resume.resumed_since()
@@ -164,14 +150,6 @@ def _resumed_claim(ctx: Context, digest: str, provider_id: int) -> Redemption | 
     if row is None or unix_time(row.created_at) < unix_time(since):
         return None
     return row
-
-
-async def ensure_enterprise(ctx: Context, redemption_id: int, enterprise_id: int) -> None:
-    """NotFound unless the claim is against this enterprise (what is not theirs does not exist for them)."""
-    query = select(_REDEMPTIONS.c.enterprise_id).where(_REDEMPTIONS.c.id == redemption_id)
-    owner = await ctx.read_async(lambda s: s.connection().execute(query).scalar())
-    if owner != enterprise_id:
-        raise NotFound("redemption", redemption_id)
 
 
 def get(ctx: Context, redemption_id: int) -> Redemption:
@@ -216,16 +194,16 @@ def refuse(ctx: Context, *, redemption_id: int, reason: str) -> Redemption:
     return get(ctx, redemption_id)
 
 
-async def confirm(ctx: Context, *, redemption_id: int) -> Finished[Redemption]:
+async def confirm(ctx: Context, *, redemption_id: int, enterprise_id: int) -> Finished[Redemption]:
     """The enterprise consents: its key signs, the provider's key sends the burn, the outcome is recorded.
 
     The claim moves to "submitting" with its consent nonce in the database transaction that stores the signed burn
     (so a crash after it leaves something the monitor can finish); the burn's completion handler records the
     outcome. A revert raises its decoded error once the claim is marked failed.
     """
-    query = _ADDRESSES.where(_REDEMPTIONS.c.id == redemption_id)
-    found = await ctx.read_async(lambda s: s.connection().execute(query).first())
-    if found is None:
+    query = _ADDRESSES.where(_REDEMPTIONS.c.id == redemption_id, _REDEMPTIONS.c.enterprise_id == enterprise_id)
+    found = await ctx.first_async(query)
+    if found is None:  # or not this enterprise's: what is not theirs does not exist for them
         raise NotFound("redemption", redemption_id)
     if resume.resumed_since() is not None and found.status != RedemptionStatus.PENDING:
         return await _resume_confirm(ctx, redemption_id)

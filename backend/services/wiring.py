@@ -109,6 +109,7 @@ def build_context(settings: Settings) -> Context:
             keys=keys,
             operators=operators,
             writer=writer,
+            reads=GroupWriter(reader, name="db-reader", read_only=True),
             reader=reader if reader is not engine else None,
         )
         ensure_admin_api_key(ctx)

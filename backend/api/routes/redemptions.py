@@ -80,11 +80,11 @@ def get_redemption(redemption_id: Id, ctx: CtxDep, actor: CurrentActor) -> Redem
 
 @router.post("/{redemption_id:int}/confirm", response_model=RedemptionPublic)
 async def confirm(redemption_id: Id, ctx: CtxDep, actor: EnterpriseActor, idem: IdempotencyDep) -> JSONResponse:
-    assert actor.participant_id is not None  # enterprise keys always carry their participant
-    await redemptions.ensure_enterprise(ctx, redemption_id, actor.participant_id)
+    enterprise_id = actor.participant_id
+    assert enterprise_id is not None  # enterprise keys always carry their participant
 
     async def act() -> Finished[RedemptionPublic]:
-        done = await redemptions.confirm(ctx, redemption_id=redemption_id)
+        done = await redemptions.confirm(ctx, redemption_id=redemption_id, enterprise_id=enterprise_id)
         return Finished(public(done.value), done.pending)
 
     return await idem.run_async(act)
