@@ -6,15 +6,15 @@ from backend.api.app import create_app
 from backend.audit.mirror import Indexer
 from backend.services.context import Context
 from backend.services.monitor import Monitor
+from backend.services.runner import Runner, lock_for
 from backend.services.wiring import build_context
 from backend.settings import get_settings
 
 
 def _make_context() -> Context:
     ctx = build_context(get_settings())
-    for name, worker in (("monitor", Monitor(ctx)), ("indexer", Indexer(ctx))):
-        worker.start()
-        ctx.extras[name] = worker
+    # The monitor and the event mirror run in one of the worker processes only: the one holding the lock.
+    ctx.extras["runner"] = Runner(lock_for(ctx), lambda: (Monitor(ctx), Indexer(ctx))).start()
     return ctx
 
 

@@ -1,7 +1,7 @@
-"""Fast decoding of the voucher contract's logs for `voucher audit verify`: fields are sliced out of the hex (a
-topic or a data word each), since the generic ABI decoder cost more than everything else the audit does
-together. The layouts are ComputeVoucher's and ERC-1155's; tests check them against the ABI-driven
-`EventDecoder` on real logs."""
+"""Fast decoding of the voucher contract's logs for `voucher audit verify` and the event mirror: fields are
+sliced out of the hex (a topic or a data word each), since the generic ABI decoder cost more than everything
+else the audit does together. The layouts are ComputeVoucher's and ERC-1155's; tests check them against the
+ABI-driven `EventDecoder` on real logs."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def _signature(name: str, layout: str) -> str:
 
 
 PLANS = {"0x" + event_signature_to_log_topic(_signature(n, lay)).hex(): (n, _plan(lay)) for n, lay in LAYOUTS.items()}
+ADDRESSES = {name: tuple(f[0] for f in plan if f[3] == "address") for name, plan in PLANS.values()}  # per event
 
 
 def decode(log: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

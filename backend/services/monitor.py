@@ -40,9 +40,9 @@ def sweep(ctx: Context, *, older_than_s: float = 3.0) -> int:
     return done
 
 
-def recover(ctx: Context) -> int:
+def recover(ctx: Context, seen: recovery.MinedSoFar | None = None) -> int:
     """Node faults: re-opens what a rolled-back chain lost, and gives up (failing its record) what is stuck."""
-    reopened = recovery.reopen_lost(ctx.pipeline)
+    reopened = recovery.reopen_lost(ctx.pipeline, seen)
     for tx, error in recovery.unstick(ctx.pipeline, ctx.settings.stuck_after_s):
         ctx.pipeline.give_up(stored_of(tx), error)
     return reopened
@@ -63,10 +63,11 @@ class Monitor(Periodic):
     def __init__(self, ctx: Context, *, interval_s: float = 1.0) -> None:
         super().__init__(ctx, interval_s=interval_s)
         self._passes = 0
+        self._seen = recovery.MinedSoFar()  # so a recovery pass reads only what changed since the last
 
     def step(self) -> None:
         if self._passes % RECOVER_EVERY == 0:
-            recover(self._ctx)
+            recover(self._ctx, self._seen)
             invoice_claims.void_expired(self._ctx)
         self._passes += 1
         sweep(self._ctx)

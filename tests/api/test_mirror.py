@@ -11,7 +11,7 @@ import pytest
 from eth_account import Account
 from sqlmodel import select
 
-from backend.audit import mirror
+from backend.audit import logdecode, mirror
 from backend.chain import logscan
 from backend.chain.deploy import admin_account
 from backend.models import ChainEvent, MirrorBlock
@@ -92,6 +92,24 @@ def test_events_the_service_did_not_cause_are_mirrored(api: Api) -> None:
     with ctx.read() as s:
         row = s.exec(select(ChainEvent).where(ChainEvent.account == account)).one()
     assert row.name == "ParticipantRegistered"
+
+
+def test_voucher_events_decoded_from_the_hex_are_stored_as_the_abi_decoder_would(api: Api) -> None:
+    ctx = api.service.ctx
+    provider, enterprise = api.provider(), api.enterprise()
+    programme = api.programme([provider["id"]])
+    api.fund(enterprise, programme["id"], 50_000_00)
+    api.redeem(provider, enterprise, programme["id"], 10_000_00)
+    contract = ctx.chain.deployment.voucher
+    head = ctx.chain.rpc.block_number()
+    logs = [log for r in logscan.scan(ctx.chain.rpc, contract.address, contract.deploy_block, head) for log in r.logs]
+    fast = mirror.decode_logs(ctx.chain.events, logs)
+    generic = [d for d in (ctx.chain.events.decode(raw) for raw in logs) if d is not None]
+    assert [mirror._row(d, 0) for d in fast] == [mirror._row(d, 0) for d in generic]
+    assert [d.address for d in fast] == [d.address for d in generic]
+    sliced = {d.name for d in fast} & set(logdecode.LAYOUTS)  # the rest (registrations, roles) went the ABI way
+    assert sliced >= {"TransferSingle", "ProgrammeCreated", "VoucherIssued", "VoucherRedeemed"}
+    assert {d.name for d in fast} - sliced >= {"ParticipantRegistered", "RoleGranted"}
 
 
 def test_a_restart_mid_stream_resumes_from_the_checkpoint_without_duplicates(api: Api) -> None:

@@ -9,7 +9,7 @@ import shutil
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +28,7 @@ from backend.services.monitor import Monitor
 from backend.settings import Settings
 from tests.api.conftest import run_service
 from tests.api.support import Api, Service, invoice_number
+from tests.support import eventually
 
 Y = 100  # fen per yuan
 
@@ -79,13 +80,6 @@ def monitor(api: Api) -> Iterator[Monitor]:
         yield m
     finally:
         m.stop()
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "did not happen in time"
-        time.sleep(0.2)
 
 
 def reconciled(api: Api) -> bool:
