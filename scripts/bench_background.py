@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.chain import devnet
 from backend.chain.deploy import admin_account, ensure_deployed
 from backend.chain.rpc import Rpc
-from backend.services.context import build_context
+from backend.services.wiring import build_context
 from backend.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,6 +23,7 @@ class TxKind(StrEnum):
     PAUSE = "pause"
     UNPAUSE = "unpause"
     SETTLEMENT_ANCHOR = "settlement_anchor"
+    ANCHOR = "anchor"  # a report's hash recorded on chain, with no record of its own to finish
     ROTATE_KEY = "rotate_key"
     ROTATE_KEY_MIGRATE = "rotate_key_migrate"
 

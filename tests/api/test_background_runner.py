@@ -22,10 +22,13 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from backend.chain.deploy import Deployment
-from backend.db import make_engine, session_scope
+from backend.chain.txtypes import Call
+from backend.db import make_engine
 from backend.models import ChainTx
-from backend.services.context import Context, build_context
+from backend.models.states import TxKind
+from backend.services.context import Context
 from backend.services.runner import AdvisoryLock, Runner, lock_key
+from backend.services.wiring import build_context
 from backend.settings import Settings
 from tests.api.conftest import BACKENDS, service_data_dir
 from tests.faults.service_process import ServiceProcess
@@ -106,7 +109,7 @@ def world(
 def register(ctx: Context) -> str:
     """A new block with a log in it, sent by the test's own context (not through either proxy)."""
     account = Account.create().address
-    ctx.chain.send(ctx.operators["admin"], "registerParticipant", account, 1, os.urandom(32), kind="register_test")
+    ctx.chain.send(ctx.operators["admin"], "registerParticipant", account, 1, os.urandom(32), kind=TxKind.REGISTER)
     return str(account)
 
 
@@ -115,8 +118,8 @@ def store_unsent(ctx: Context) -> str:
     supervisor = ctx.operators["supervisor"]
     ctx.pipeline.prepare(supervisor)
     data = ctx.chain.encode("anchor", os.urandom(32), b"runner test".ljust(32, b"\0"))
-    with session_scope(ctx.engine) as s:
-        stored = ctx.pipeline.store(s, supervisor, ctx.chain.address, data, gas=200_000, kind="anchor_test", ref="")
+    call = Call(TxKind.ANCHOR, data, "", 200_000)
+    stored = ctx.writer.run(lambda conn: ctx.pipeline.store(conn, supervisor, call))
     return stored.tx_hash
 
 
