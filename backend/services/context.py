@@ -26,6 +26,7 @@ from backend.errors import NodeUnavailable, NotFound
 from backend.keystore import EncryptedKeyStore
 from backend.models import ApiKey, FormerAddress, utcnow
 from backend.private_files import private_dir
+from backend.services.apikey_records import add_api_key
 from backend.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -175,12 +176,11 @@ def _bootstrap_lock(data_dir: Path) -> Iterator[None]:
 
 def ensure_admin_api_key(ctx: Context) -> Path | None:
     """On first start, create an admin API key and write it to D/admin-api-key (mode 0600)."""
-    from backend.services.apikeys import create_api_key
-
-    with ctx.read() as s:
+    with ctx.write() as s:
         if s.exec(select(ApiKey).where(ApiKey.role == "admin")).first() is not None:
             return None
-    key = create_api_key(ctx, role="admin", participant_id=None, label="bootstrap admin")
+        key = add_api_key(s, role="admin", participant_id=None, label="bootstrap admin")
+        s.commit()
     path = ctx.settings.data_dir / ADMIN_API_KEY_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     os.fchmod(fd, 0o600)  # a file left by an older install keeps its mode through O_TRUNC
