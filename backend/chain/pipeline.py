@@ -26,11 +26,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from backend.chain import nonces
+from backend.chain.keystore import Signer
 from backend.chain.rpc import Rpc, RpcError
 from backend.db import session_scope
 from backend.errors import ChainError, LedgerError, NodeUnavailable, NonceSpent, TransactionPending
 from backend.faults import crash_point
-from backend.keystore import Signer
 from backend.models import ChainTx, utcnow
 
 log = logging.getLogger(__name__)

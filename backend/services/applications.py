@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from eth_utils.crypto import keccak
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from backend.chain.hashing import keccak
 from backend.errors import (
     AccountFrozen,
     BudgetExceeded,
@@ -27,7 +27,7 @@ from backend.services.context import Context
 
 
 def application_ref(application_id: int) -> bytes:
-    return keccak(text=f"application:{application_id}")
+    return keccak(f"application:{application_id}")
 
 
 def apply(ctx: Context, *, enterprise_id: int, programme_id: int, amount: int, purpose: str) -> Application:

@@ -17,13 +17,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 from backend.chain.deploy import DEPLOYMENT_FILE, Deployment, admin_account
+from backend.chain.keystore import EncryptedKeyStore
 from backend.chain.ledger import ROLES, VoucherChain
 from backend.chain.pipeline import TxPipeline
 from backend.chain.receipts import ReceiptWatcher
 from backend.chain.rpc import Rpc
 from backend.db import init_db, make_engines
 from backend.errors import NodeUnavailable, NotFound
-from backend.keystore import EncryptedKeyStore
 from backend.models import ApiKey, FormerAddress, utcnow
 from backend.private_files import private_dir
 from backend.services.apikey_records import add_api_key

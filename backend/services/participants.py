@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from eth_utils.crypto import keccak
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from backend import credit_code
+from backend.chain.hashing import keccak
 from backend.chain.ledger import ENTERPRISE, PROVIDER
 from backend.errors import AlreadyExists, InvalidInput, InvalidState, LedgerError, NotFound
 from backend.faults import crash_point
@@ -67,7 +67,7 @@ def register(
     )
     admin = ctx.operators["admin"]
     on_chain_kind = ENTERPRISE if kind == "enterprise" else PROVIDER
-    data = ctx.chain.encode("registerParticipant", address, on_chain_kind, keccak(text=credit))
+    data = ctx.chain.encode("registerParticipant", address, on_chain_kind, keccak(credit))
     gas = ctx.pipeline.estimate(admin, ctx.chain.address, data)  # a refusal is decoded before anything is written
     ctx.pipeline.prepare(admin)
     # The participant and its signed registration are stored together: a crash leaves both or neither, and
