@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from eth_utils.crypto import keccak
-
+from backend.chain.hashing import keccak
 from backend.errors import InvalidInvoiceNumber
 
 _SEPARATORS = str.maketrans("", "", " -")
@@ -29,4 +28,4 @@ def canonical(invoice_number: str) -> str:
 
 def invoice_hash(invoice_number: str) -> str:
     """keccak256 of the canonical number: the same as before for numbers that were already canonical."""
-    return "0x" + keccak(text=f"invoice:{canonical(invoice_number)}").hex()
+    return "0x" + keccak(f"invoice:{canonical(invoice_number)}").hex()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from backend import DISTRIBUTION
-from backend.cli import build_parser, main
+from backend.commands.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAG = re.compile(r"(?<![\w-])--?[A-Za-z][A-Za-z0-9-]*")
@@ -69,6 +69,14 @@ def test_version_flag_prints_the_installed_package_version(capsys: pytest.Captur
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out == f"voucher {metadata.version(DISTRIBUTION)}\n"
+
+
+def test_the_voucher_script_runs_the_command_line_of_the_commands_package() -> None:
+    script = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]["voucher"]
+    assert script == "backend.commands.cli:main"
+    installed = metadata.entry_points(group="console_scripts", name="voucher")
+    assert [ep.value for ep in installed] == [script], "reinstall the package: `make build`"
+    assert next(iter(installed)).load() is main
 
 
 def test_python_and_npm_packages_are_licensed_apache_2() -> None:

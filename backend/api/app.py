@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
 import anyio.to_thread
@@ -34,6 +35,7 @@ from backend.api.schemas import ErrorResponse
 from backend.errors import LedgerError, RateLimited
 from backend.services.apikeys import authenticate
 from backend.services.context import Context
+from backend.services.health import check_health
 
 log = logging.getLogger(__name__)
 THREADS = 256  # requests wait on blocks (~0.25 s): many must be able to wait at once
@@ -159,15 +161,7 @@ def create_app(make_context: Callable[[], Context], *, max_body_bytes: int = 64 
 
     @app.get("/v1/health", tags=["health"])
     def health(request: Request) -> dict[str, Any]:
-        ctx: Context = request.app.state.ctx
-        return {
-            "status": "ok",
-            "chain_id": ctx.chain.chain_id,
-            "contract": ctx.chain.address,
-            "block": ctx.chain.rpc.block_number(),
-            "chain_time": ctx.chain.now(),  # programme windows are judged by this clock, not the server's
-            "paused": ctx.chain.paused(),
-        }
+        return {"status": "ok", **asdict(check_health(request.app.state.ctx))}
 
     @app.exception_handler(LedgerError)
     async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from backend.errors import Forbidden
+from backend.errors import Forbidden, NotFound
 from backend.services.apikeys import Actor, authenticate_async
 from backend.services.context import Context
 
@@ -58,8 +58,6 @@ ProviderActor = Annotated[Actor, Depends(require("provider"))]
 
 def ensure_owner_or_staff(actor: Actor, participant_id: int, resource: str, ident: object) -> None:
     """Enterprises and providers see only their own records; what is not theirs does not exist for them."""
-    from backend.errors import NotFound
-
     if actor.role in STAFF:
         return
     if actor.participant_id != participant_id:

@@ -13,9 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_utils.address import to_checksum_address
-
 from backend.audit.logdecode import decode
+from backend.chain.hashing import checksum_address
 
 ZERO = "0x" + "0" * 40
 BPS = 10_000
@@ -144,7 +143,7 @@ _TOTALS = ("issued", "redeemed", "reclaimed", "revoked")
 
 
 def _addr(address: str) -> str:
-    return to_checksum_address(address)
+    return checksum_address(address)
 
 
 def _balances(r: Recomputed, chain: ChainState) -> Iterator[Violation]:

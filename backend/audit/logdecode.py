@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from eth_utils.abi import event_signature_to_log_topic
+from backend.chain.hashing import event_topic
 
 LAYOUTS = {
     "TransferSingle": "address indexed operator,address indexed from,address indexed to,uint256 id,uint256 value",
@@ -49,7 +49,7 @@ def _signature(name: str, layout: str) -> str:
     return f"{name}({','.join(item.split()[0] for item in layout.split(','))})"
 
 
-PLANS = {"0x" + event_signature_to_log_topic(_signature(n, lay)).hex(): (n, _plan(lay)) for n, lay in LAYOUTS.items()}
+PLANS = {"0x" + event_topic(_signature(n, lay)).hex(): (n, _plan(lay)) for n, lay in LAYOUTS.items()}
 ADDRESSES = {name: tuple(f[0] for f in plan if f[3] == "address") for name, plan in PLANS.values()}  # per event
 
 

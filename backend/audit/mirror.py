@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from eth_utils.address import to_checksum_address
 from sqlalchemy import delete, func, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -25,6 +24,7 @@ from sqlmodel import col, select
 from backend.audit import logdecode
 from backend.chain import logscan
 from backend.chain.events import DecodedEvent, EventDecoder
+from backend.chain.hashing import checksum_address as to_checksum_address
 from backend.models import ChainEvent, MirrorBlock
 from backend.services.background import Periodic
 from backend.services.context import Context

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from eth_utils.abi import event_signature_to_log_topic, function_signature_to_4byte_selector
-
 from backend.audit.invariants import INVARIANTS, ChainState, Recomputed, Violation, check
 from backend.chain import logscan
 from backend.chain.abi import canonical_type
 from backend.chain.deploy import Deployment
+from backend.chain.hashing import event_topic, selector
 from backend.chain.rpc import Rpc, RpcError
 from backend.errors import NodeUnavailable
 
@@ -53,7 +52,7 @@ class Report:
 
 
 def _selector(signature: str) -> str:
-    return "0x" + function_signature_to_4byte_selector(signature).hex()
+    return "0x" + selector(signature).hex()
 
 
 def _word(value: int | str) -> str:
@@ -127,7 +126,7 @@ def _event_names(abi: list[dict[str, Any]]) -> dict[str, str]:
     for e in abi:
         if e.get("type") == "event":
             signature = f"{e['name']}({','.join(canonical_type(i) for i in e['inputs'])})"
-            names["0x" + event_signature_to_log_topic(signature).hex()] = str(e["name"])
+            names["0x" + event_topic(signature).hex()] = str(e["name"])
     return names
 
 

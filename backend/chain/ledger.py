@@ -117,6 +117,12 @@ class VoucherChain:
     def balance(self, holder: str, programme_id: int) -> int:
         return int(self.call("balanceOf", holder, programme_id))
 
+    def balances(self, holder: str, programme_ids: list[int]) -> list[int]:
+        """`holder`'s balance in each programme, in one eth_call (ERC-1155 balanceOfBatch: one block, one trip)."""
+        if not programme_ids:
+            return []
+        return [int(b) for b in self.call("balanceOfBatch", [holder] * len(programme_ids), programme_ids)]
+
     def now(self, *, cached: bool = False) -> int:
         """The chain's clock (latest block timestamp): the one the contract's windows are checked against.
 

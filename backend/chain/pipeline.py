@@ -30,13 +30,13 @@ from sqlmodel import col
 
 from backend.chain import nonces
 from backend.chain.broadcast import Broadcaster, Sent
+from backend.chain.keystore import Signer
 from backend.chain.receipts import BlockFollower, Receipt
 from backend.chain.rpc import Rpc, RpcError
 from backend.chain.txtypes import Call, Completion, StoredTx, Submitted, TxOutcome
 from backend.errors import ChainError, LedgerError, NonceSpent
 from backend.faults import crash_point
 from backend.groupcommit import GroupWriter
-from backend.keystore import Signer
 from backend.models import ChainTx, utcnow
 from backend.models.states import TxKind, TxStatus
 

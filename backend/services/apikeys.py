@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import col, select
 
-from backend.errors import CallerFrozen, InvalidInput, NotFound, Unauthenticated
+from backend.errors import CallerFrozen, NotFound, Unauthenticated
 from backend.models import ApiKey, Participant, utcnow
+from backend.services.apikey_records import PREFIX, NewKey, add_api_key, digest
 from backend.services.context import Context
-
-ROLES = ("admin", "issuer", "finance", "supervisor", "enterprise", "provider")
-PARTICIPANT_ROLES = ("enterprise", "provider")
-_PREFIX = "cvl_"
 
 
 @dataclass(frozen=True)
@@ -28,35 +23,11 @@ class Actor:
     participant_id: int | None
 
 
-@dataclass(frozen=True)
-class NewKey:
-    id: str
-    secret: str
-    role: str
-    participant_id: int | None
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def create_api_key(ctx: Context, *, role: str, participant_id: int | None, label: str = "") -> NewKey:
-    if role not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
-    if (role in PARTICIPANT_ROLES) != (participant_id is not None):
-        raise InvalidInput(f"a {role} key {'needs' if role in PARTICIPANT_ROLES else 'takes no'} participant_id")
     with ctx.write() as s:
-        if participant_id is not None:
-            p = s.get(Participant, participant_id)
-            if p is None:
-                raise NotFound("participant", participant_id)
-            if p.kind != role:
-                raise InvalidInput(f"participant {participant_id} is a {p.kind}, not a {role}")
-        key_id = secrets.token_hex(6)
-        secret = f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        s.add(ApiKey(id=key_id, secret_hash=_digest(secret), role=role, participant_id=participant_id, label=label))
+        key = add_api_key(s, role=role, participant_id=participant_id, label=label)
         s.commit()
-    return NewKey(id=key_id, secret=secret, role=role, participant_id=participant_id)
+    return key
 
 
 def authenticate(ctx: Context, secret: str | None) -> Actor:
@@ -75,9 +46,9 @@ async def authenticate_async(ctx: Context, secret: str | None) -> Actor:
 
 
 def _key_id(secret: str | None) -> str:
-    if not secret or not secret.startswith(_PREFIX) or secret.count("_") < 2:
+    if not secret or not secret.startswith(PREFIX) or secret.count("_") < 2:
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
-    return secret[len(_PREFIX) :].split("_", 1)[0]
+    return secret[len(PREFIX) :].split("_", 1)[0]
 
 
 def _lookup(key_id: str) -> Any:
@@ -93,7 +64,7 @@ def _lookup(key_id: str) -> Any:
 
 
 def _actor(key_id: str, secret: str, row: Any) -> Actor:
-    if row is None or not hmac.compare_digest(row[0], _digest(secret)):
+    if row is None or not hmac.compare_digest(row[0], digest(secret)):
         raise Unauthenticated("this API key is not valid")
     _, role, participant_id, revoked_at, frozen = row
     if revoked_at is not None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from eth_utils.crypto import keccak
 from sqlalchemy import Table, func, update
 from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 
 from backend.chain import txstore
+from backend.chain.hashing import keccak
 from backend.chain.pipeline import stored_of
 from backend.chain.txtypes import StoredTx, TxOutcome
 from backend.errors import (
@@ -34,7 +34,7 @@ _APPLICATIONS: Table = Application.__table__  # type: ignore[attr-defined]
 
 
 def application_ref(application_id: int) -> bytes:
-    return keccak(text=f"application:{application_id}")
+    return keccak(f"application:{application_id}")
 
 
 def apply(ctx: Context, *, enterprise_id: int, programme_id: int, amount: int, purpose: str) -> Application:

@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel
 
+from backend.chain.keystore import EncryptedKeyStore
 from backend.chain.ledger import VoucherChain
 from backend.chain.pipeline import TxPipeline
 from backend.chain.receipts import BlockFollower
 from backend.errors import NotFound
 from backend.groupcommit import GroupWriter
-from backend.keystore import EncryptedKeyStore
 from backend.models import utcnow
 from backend.settings import Settings
 

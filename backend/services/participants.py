@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from eth_utils.crypto import keccak
 from sqlalchemy import Table, delete, insert, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -10,6 +9,7 @@ from sqlmodel import col, select
 
 from backend import credit_code
 from backend.chain import txstore
+from backend.chain.hashing import keccak
 from backend.chain.ledger import ENTERPRISE, PROVIDER
 from backend.chain.pipeline import stored_of
 from backend.chain.txtypes import Call, StoredTx, TxOutcome
@@ -66,7 +66,7 @@ def register(
                   categories=mask, address=address, created_at=utcnow())  # fmt: skip
     admin = ctx.operators["admin"]
     on_chain_kind = ENTERPRISE if kind == "enterprise" else PROVIDER
-    data = ctx.chain.encode("registerParticipant", address, on_chain_kind, keccak(text=credit))
+    data = ctx.chain.encode("registerParticipant", address, on_chain_kind, keccak(credit))
     gas = ctx.pipeline.estimate(admin, data)  # a refusal is decoded before anything is written
 
     # The participant and its signed registration are stored together: a crash leaves both or neither, and

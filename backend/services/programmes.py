@@ -14,8 +14,8 @@ from backend.chain.txtypes import StoredTx, TxOutcome
 from backend.errors import InvalidInput
 from backend.models import Participant, Programme, ProgrammeProvider, unix_time, utcnow
 from backend.models.states import TxKind
+from backend.services import participants
 from backend.services.context import Context
-from backend.services.participants import categories_mask
 
 MAX_FEN = 2**127  # the contract keeps budgets in uint128
 _PROGRAMMES: Table = Programme.__table__  # type: ignore[attr-defined]
@@ -28,6 +28,12 @@ class ProgrammeView:
     row: Programme
     state: ProgrammeState
     provider_ids: list[int]
+
+
+@dataclass(frozen=True)
+class Balance:
+    programme_id: int
+    balance: int
 
 
 def create(
@@ -51,7 +57,7 @@ def create(
         raise InvalidInput("valid_from must not be before 1970-01-01T00:00:00Z", field="valid_from")
     if end <= start or end <= ctx.chain.now():
         raise InvalidInput("valid_until must be after valid_from and in the future", field="valid_until")
-    mask = categories_mask(categories)
+    mask = participants.categories_mask(categories)
     if mask == 0:
         raise InvalidInput("a programme needs at least one compute category", field="categories")
     with ctx.read() as s:
@@ -107,7 +113,17 @@ def get(ctx: Context, programme_id: int) -> ProgrammeView:
     return ProgrammeView(row=row, state=ctx.chain.programme(programme_id), provider_ids=provider_ids(ctx, programme_id))
 
 
-def list_all(ctx: Context) -> list[ProgrammeView]:
+def _ids(ctx: Context) -> list[int]:
     with ctx.read() as s:
-        ids = list(s.exec(select(Programme.id).order_by(col(Programme.id))).all())
-    return [get(ctx, i) for i in ids]
+        return [i for i in s.exec(select(Programme.id).order_by(col(Programme.id))).all() if i is not None]
+
+
+def list_all(ctx: Context) -> list[ProgrammeView]:
+    return [get(ctx, i) for i in _ids(ctx)]
+
+
+def balances(ctx: Context, *, enterprise_id: int) -> list[Balance]:
+    """The enterprise's balance in every programme (zero where it holds none), read in one call to the chain."""
+    enterprise = participants.get(ctx, enterprise_id, kind="enterprise")
+    ids = _ids(ctx)
+    return [Balance(pid, b) for pid, b in zip(ids, ctx.chain.balances(enterprise.address, ids), strict=True)]

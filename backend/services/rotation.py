@@ -20,10 +20,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from eth_utils.crypto import keccak
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import or_, select
 
+from backend.chain.hashing import keccak
 from backend.chain.ledger import ENTERPRISE, PROVIDER
 from backend.chain.txtypes import StoredTx
 from backend.errors import LedgerError, NotFound, RotationInProgress, RotationInterrupted, TransactionPending
@@ -131,7 +131,7 @@ def _run(ctx: Context, row: FormerAddress, *, wait_s: float | None) -> FormerAdd
     _step(
         "register the new key",
         registered,
-        partial(send, admin, "registerParticipant", new, on_chain_kind, keccak(text=participant.credit_code)),
+        partial(send, admin, "registerParticipant", new, on_chain_kind, keccak(participant.credit_code)),
     )
     if participant.kind == "provider":
         for pid in _programmes_allowing(ctx, old):

@@ -10,8 +10,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from eth_utils.crypto import keccak
-
+from backend.chain.hashing import keccak
 from backend.models import Participant, Redemption, SettlementBatch
 from backend.money import yuan
 from backend.services.participants import category_names

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from backend.chain.codec import LedgerCodec
 from backend.chain.deploy import DEPLOYMENT_FILE, Deployment, admin_account
+from backend.chain.keystore import EncryptedKeyStore
 from backend.chain.ledger import ROLES, VoucherChain
 from backend.chain.pipeline import TxPipeline
 from backend.chain.receipts import BlockFollower
@@ -22,7 +23,6 @@ from backend.chain.rpc import Rpc
 from backend.db import init_db, make_engines
 from backend.errors import NodeUnavailable
 from backend.groupcommit import GroupWriter
-from backend.keystore import EncryptedKeyStore
 from backend.models import ApiKey, FormerAddress
 from backend.models.states import TxKind
 from backend.private_files import private_dir

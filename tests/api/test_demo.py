@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, func, select
 
-from backend import cli, demo
 from backend.chain import devnet
+from backend.commands import cli, demo
 from backend.models import IdempotencyRecord
 from backend.money import yuan
 from tests.api.support import Service

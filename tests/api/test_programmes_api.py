@@ -3,6 +3,7 @@ reclaim after expiry (chain time) and revocation by supervisors."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -98,6 +99,29 @@ def test_balances_are_per_programme_and_private(api: Api, providers: list[dict[s
         as_enterprise.get(f"/v1/enterprises/{enterprise['id']}/balances"))  # fmt: skip
     _refused(as_enterprise.get(f"/v1/enterprises/{other['id']}/balances"), 404, "not_found")
     _refused(api.get(f"/v1/enterprises/{providers[0]['id']}/balances"), 404, "not_found")
+
+
+def test_balances_of_every_programme_come_from_one_chain_request(
+    api: Api, providers: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, third = (api.programme([providers[0]["id"]]) for _ in range(3))
+    enterprise = api.enterprise()
+    api.fund(enterprise, first["id"], 1_000_00)
+    api.fund(enterprise, third["id"], 3_000_00)
+    rpc, chain = api.service.ctx.chain.rpc, api.service.ctx.chain
+    selectors = (chain.encode("balanceOf", enterprise["address"], 0)[:10], chain.encode("balanceOfBatch", [], [])[:10])
+    trips: list[str] = []
+    post = rpc._post
+
+    def recorded(payload: Any) -> Any:
+        if any(sel in json.dumps(payload) for sel in selectors):  # the block follower polls meanwhile: not counted
+            trips.append(json.dumps(payload))
+        return post(payload)
+
+    monkeypatch.setattr(rpc, "_post", recorded)
+    mine = {b["programme_id"]: b["balance"] for b in api.ok(api.get(f"/v1/enterprises/{enterprise['id']}/balances"))}
+    assert len(trips) == 1 and len(mine) >= 3, trips
+    assert (mine[first["id"]], mine[second["id"]], mine[third["id"]]) == (1_000_00, 0, 3_000_00)
 
 
 @pytest.mark.parametrize(

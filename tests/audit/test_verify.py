@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from eth_utils.address import to_checksum_address
 
-from backend import cli
 from backend.audit import invariants, logdecode, verify
 from backend.chain import devnet
 from backend.chain.deploy import Deployment
 from backend.chain.events import EventDecoder
 from backend.chain.rpc import Rpc
+from backend.commands import cli
 from backend.paths import PROJECT_ROOT
 from tests.audit.conftest import CleanChain, Faulty
 from tests.support import ENTERPRISE

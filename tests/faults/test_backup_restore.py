@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from backend.backup_crypto import PASSPHRASE_ENV, seal, unseal
 from backend.chain import devnet
 from backend.chain.deploy import Deployment, ensure_deployed
-from backend.cli import main
+from backend.commands.backup_crypto import PASSPHRASE_ENV, seal, unseal
+from backend.commands.cli import main
 from backend.settings import Settings
 from tests.api.conftest import BACKENDS, PG_ADMIN_URL, run_service
 from tests.api.support import Api, Service

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.backup_crypto import HEADER_SIZE, PASSPHRASE_ENV
 from backend.chain.deploy import Deployment
-from backend.cli import main
+from backend.commands.backup_crypto import HEADER_SIZE, PASSPHRASE_ENV
+from backend.commands.cli import main
 from backend.services.wiring import build_context
 from backend.settings import Settings
 from tests.api.conftest import service_data_dir

@@ -12,7 +12,7 @@ import pytest
 
 from backend.chain.deploy import Deployment
 from backend.chain.keys import load_or_create_key
-from backend.cli import main
+from backend.commands.cli import main
 from backend.services.wiring import build_context
 from backend.settings import ConfigError, Settings
 from tests.api.conftest import service_data_dir

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.backup_crypto import PASSPHRASE_ENV, seal
-from backend.cli import main
+from backend.commands.backup_crypto import PASSPHRASE_ENV, seal
+from backend.commands.cli import main
 
 PASSPHRASE = "the operator's own passphrase"
 FILES = {

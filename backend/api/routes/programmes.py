@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlmodel import col, select
 
 from backend.api.deps import Admin, CtxDep, CurrentActor, Issuer, ensure_owner_or_staff
 from backend.api.idempotency import IdempotencyDep
 from backend.api.schemas import BalancePublic, ChainActionPublic, Id, ProgrammeCreate, ProgrammePublic
-from backend.models import Programme
-from backend.services import participants, programmes, supervision
+from backend.services import programmes, supervision
 from backend.services.participants import category_names
 from backend.services.programmes import ProgrammeView
 
@@ -77,10 +75,7 @@ def reclaim(programme_id: Id, ctx: CtxDep, _: Issuer, idem: IdempotencyDep) -> J
 @router.get("/enterprises/{enterprise_id:int}/balances", response_model=list[BalancePublic])
 def balances(enterprise_id: Id, ctx: CtxDep, actor: CurrentActor) -> list[BalancePublic]:
     ensure_owner_or_staff(actor, enterprise_id, "enterprise", enterprise_id)
-    enterprise = participants.get(ctx, enterprise_id, kind="enterprise")
-    with ctx.read() as s:
-        ids = list(s.exec(select(Programme.id).order_by(col(Programme.id))).all())
     return [
-        BalancePublic(enterprise_id=enterprise_id, programme_id=pid, balance=ctx.chain.balance(enterprise.address, pid))
-        for pid in ids
+        BalancePublic(enterprise_id=enterprise_id, programme_id=b.programme_id, balance=b.balance)
+        for b in programmes.balances(ctx, enterprise_id=enterprise_id)
     ]

@@ -7,11 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
-from sqlmodel import select
 
 from backend.api.deps import STAFF, CtxDep, require
-from backend.errors import NotFound
-from backend.models import ChainTx
+from backend.services import transactions
 
 router = APIRouter(prefix="/v1/transactions", tags=["audit"])
 
@@ -32,8 +30,5 @@ class TransactionPublic(BaseModel):
 
 @router.get("/{tx_hash}", response_model=TransactionPublic, dependencies=[Depends(require(*STAFF))])
 def get_transaction(tx_hash: Annotated[str, Path(pattern="^0x[0-9a-fA-F]{64}$")], ctx: CtxDep) -> TransactionPublic:
-    with ctx.read() as s:
-        row = s.exec(select(ChainTx).where(ChainTx.tx_hash == tx_hash.lower())).first()
-    if row is None:
-        raise NotFound("transaction", tx_hash)
+    row = transactions.get(ctx, tx_hash)
     return TransactionPublic(**row.model_dump(exclude={"id", "raw"}))

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backend.commands.demo_client import Client, DemoError, devnet_time_travel
+from backend.commands.demo_supervision import Supervision, supervise
 from backend.credit_code import ALPHABET, with_check
-from backend.demo_client import Client, DemoError, devnet_time_travel
-from backend.demo_supervision import Supervision, supervise
 from backend.money import yuan
 
 DAY = 86400

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.demo_client import Client, DemoError
+from backend.commands.demo_client import Client, DemoError
 from backend.money import yuan
 
 OPEN_PERIOD = {"period_from": "2000-01-01T00:00:00Z", "period_until": "2200-01-01T00:00:00Z"}

@@ -17,8 +17,8 @@ from sqlalchemy import Integer, func, inspect, select, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, col
 
-from backend.backup import FORMAT, KNOWN, MANIFEST, REQUIRED, SQLITE_FILE, TABLES_FILE, sha256
-from backend.backup_crypto import BackupError, unseal
+from backend.commands.backup import FORMAT, KNOWN, MANIFEST, REQUIRED, SQLITE_FILE, TABLES_FILE, sha256
+from backend.commands.backup_crypto import BackupError, unseal
 from backend.db import init_db, make_engine
 from backend.models import ChainTx
 

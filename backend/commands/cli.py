@@ -11,7 +11,7 @@ from backend.chain import compiler, devnet
 from backend.chain.deploy import DeploymentError, admin_account, ensure_deployed
 from backend.paths import DEFAULT_DATA_DIR
 from backend.private_files import restrict_umask
-from backend.settings import ConfigError
+from backend.settings import ConfigError, Settings
 
 GRACEFUL_STOP_S = 3  # a clean stop waits this long for requests in flight; stored transactions outlive it
 PRIVATE_COMMANDS = {"serve", "devnet", "deploy", "backup", "restore"}  # the ones that write into a data folder
@@ -70,8 +70,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from backend.settings import ConfigError, Settings
-
     data_dir: Path = args.data_dir
     os.environ["VOUCHER_DATA_DIR"] = str(data_dir)
     settings = Settings()
@@ -102,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from backend import demo
+    from backend.commands import demo
 
     return demo.main(args.url, args.data_dir, args.admin_key_file)
 
@@ -116,8 +114,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from backend.backup import backup
-    from backend.backup_crypto import BackupError, read_passphrase
+    from backend.commands.backup import backup
+    from backend.commands.backup_crypto import BackupError, read_passphrase
 
     try:
         manifest = backup(args.data_dir, args.out, passphrase=read_passphrase(args.passphrase_file))
@@ -133,9 +131,8 @@ def _backup(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from backend.backup_crypto import BackupError, read_passphrase
-    from backend.restore import restore
-    from backend.settings import Settings
+    from backend.commands.backup_crypto import BackupError, read_passphrase
+    from backend.commands.restore import restore
 
     try:
         url = Settings(data_dir=args.data_dir).database_url

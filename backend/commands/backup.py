@@ -1,6 +1,6 @@
 """Backup of a service's data folder: the database, the devnet's chain state and the files that give them meaning
 (deployment record, deployer key, master key), in one archive with a manifest of sha256 hashes, encrypted under
-the operator's passphrase (backup_crypto). `backend.restore` brings it back.
+the operator's passphrase (backup_crypto). `backend.commands.restore` brings it back.
 
 The chain is captured first and the database second, so the database is never behind the chain: whatever signed
 transactions it holds that the restored chain lacks, the monitor sends again (each is stored before broadcast).
@@ -27,10 +27,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 from backend import version
-from backend.backup_crypto import BackupError, check_strength, seal
 from backend.chain import devnet
 from backend.chain.deploy import ADMIN_KEY_FILE, DEPLOYMENT_FILE, Deployment
 from backend.chain.node import statefile
+from backend.commands.backup_crypto import BackupError, check_strength, seal
 from backend.db import make_engine
 from backend.settings import MASTER_KEY_FILE, Settings
 
