@@ -73,6 +73,13 @@ class Ledger:
     def __post_init__(self) -> None:
         self.decoder = ErrorDecoder(self.contract.abi)
 
+    def grant_staff_roles(self) -> None:
+        """Gives the issuer, finance and supervisor keys their roles, as an operator's first start does."""
+        f = self.contract.functions
+        for role, holder in ((ISSUER_ROLE, self.issuer), (FINANCE_ROLE, self.finance),
+                             (SUPERVISOR_ROLE, self.supervisor)):  # fmt: skip
+            self.send(f.grantRole(role, holder.address), self.admin)
+
     def permit(self, address: str) -> None:
         """Puts a test's own key on the node's allowlist, as the service does for the keys it makes."""
         if address not in self._permitted:

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backend.audit.reconcile import reconcile
-from backend.chain.deploy import Deployment
 from backend.services.monitor import sweep
-from backend.settings import Settings
-from tests.api.conftest import own_contract_dir, run_service
 from tests.api.support import Api, Service, invoice_number
+from tests.factory import ServiceFactory
 
 
 @pytest.fixture(scope="module")
-def service(
-    devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    data_dir = own_contract_dir(devnet_dir, tmp_path_factory.mktemp("late"))
-    yield from run_service(Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=0.3))
+def service(services: ServiceFactory, database_url: str) -> Iterator[Service]:
+    yield from services.serve("late", own_contract=True, database_url=database_url, receipt_wait_s=0.3)
 
 
 @contextmanager

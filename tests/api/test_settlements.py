@@ -10,32 +10,26 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_utils.crypto import keccak
 from sqlmodel import Session, col, select
 
-from backend.chain.deploy import Deployment
 from backend.models import SettlementClaim
 from backend.services.monitor import sweep
 from backend.services.settlement_document import CSV_COLUMNS
 from backend.services.settlements import SETTLEMENT_TAG
-from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
 from tests.api.support import Api, Service, _iso, invoice_number
+from tests.factory import ServiceFactory
 
 pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture(scope="module")
-def service(
-    devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
+def service(services: ServiceFactory, database_url: str) -> Iterator[Service]:
     # Automine answers within milliseconds; a short wait lets the late-anchor test see a 202 quickly.
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("settlements"))
-    yield from run_service(Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=3.0))
+    yield from services.serve("settlements", database_url=database_url, receipt_wait_s=3.0)
 
 
 @dataclass

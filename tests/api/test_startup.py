@@ -11,12 +11,12 @@ from backend.chain import devnet
 from backend.chain.deploy import Deployment
 from backend.services.context import build_context
 from backend.settings import ConfigError, Settings
-from tests.api.conftest import service_data_dir
+from tests.factory import ServiceFactory
 
 
 @pytest.fixture
-def data_dir(devnet_dir: Path, deployment: Deployment, tmp_path: Path) -> Path:
-    return service_data_dir(devnet_dir, tmp_path / "svc")
+def data_dir(services: ServiceFactory, tmp_path: Path) -> Path:
+    return services.folder(tmp_path / "svc")
 
 
 def _edit(data_dir: Path, **changes: object) -> None:

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,13 +15,11 @@ import pytest
 from eth_utils.crypto import keccak
 from sqlmodel import Session, func, select
 
-from backend.chain.deploy import Deployment
 from backend.models import Application, ChainTx, Participant, Redemption
 from backend.services.context import Context, build_context
-from backend.settings import Settings
-from tests.api.conftest import own_contract_dir
 from tests.api.support import Api, Service, credit_code, invoice_number
-from tests.faults.service_process import ServiceProcess
+from tests.factory import ServiceFactory, service_settings
+from tests.service_process import ServiceProcess
 
 Y = 100  # fen per yuan
 PIPELINE = ("pipeline.stored", "pipeline.broadcast", "pipeline.receipt")
@@ -58,16 +55,15 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    data_dir = own_contract_dir(devnet_dir, tmp_path_factory.mktemp("crash"))
-    database_url = f"sqlite:///{data_dir / 'ledger.db'}"
-    proc = ServiceProcess(data_dir, database_url, VOUCHER_IDEMPOTENCY_LEASE_S="1", VOUCHER_RECEIPT_WAIT_S="10")
+def world(services: ServiceFactory) -> Iterator[World]:
+    data_dir = services.folder("crash", own_contract=True)
+    settings = service_settings(data_dir)
+    proc = ServiceProcess(data_dir, settings.db_url, VOUCHER_IDEMPOTENCY_LEASE_S="1", VOUCHER_RECEIPT_WAIT_S="10")
     proc.start()
-    ctx = build_context(Settings(data_dir=data_dir, database_url=database_url))
+    ctx = build_context(settings)
     try:
-        service = Service(
-            url=proc.url, data_dir=data_dir, ctx=ctx, admin_key=(data_dir / "admin-api-key").read_text().strip()
-        )
+        admin_key = (data_dir / "admin-api-key").read_text().strip()
+        service = Service(url=proc.url, data_dir=data_dir, ctx=ctx, admin_key=admin_key)
         with Api(service) as api:
             provider, enterprise = api.provider(), api.enterprise()
             pid = api.programme([provider["id"]])["id"]

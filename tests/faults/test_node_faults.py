@@ -24,9 +24,8 @@ from backend.chain.deploy import admin_account, ensure_deployed
 from backend.db import session_scope
 from backend.models import ChainTx
 from backend.services.monitor import Monitor
-from backend.settings import Settings
-from tests.api.conftest import run_service
 from tests.api.support import Api, Service, invoice_number
+from tests.factory import ServiceFactory
 
 Y = 100  # fen per yuan
 
@@ -56,11 +55,9 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 
 def serve(node: Node, data_dir: Path, **settings: Any) -> Iterator[Service]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("deployment.json", "admin.key", "node-token"):
-        shutil.copy2(node.data_dir / name, data_dir / name)
-    base = {"receipt_wait_s": 3.0, "stuck_after_s": 2.0}
-    yield from run_service(Settings(data_dir=data_dir, **(base | settings)))
+    """The service on this test's own node, in a folder at `data_dir`."""
+    base: dict[str, Any] = {"receipt_wait_s": 3.0, "stuck_after_s": 2.0}
+    return ServiceFactory(node.data_dir, tmp=None).serve(data_dir, **(base | settings))
 
 
 @pytest.fixture

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from backend.api import ratelimit
-from backend.chain.deploy import Deployment
 from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
 from tests.api.support import Api, invoice_number
+from tests.factory import ServiceFactory, run_service, service_settings
 
 LIMIT = 3
 
@@ -34,11 +32,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("limited"))
+def world(services: ServiceFactory) -> Iterator[World]:
+    data_dir = services.folder("limited")
     with pytest.MonkeyPatch.context() as env:  # configured the way an operator does it
         env.setenv("VOUCHER_RATE_LIMIT_PER_MINUTE", str(LIMIT))
-        settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}")
+        settings = service_settings(data_dir)
     assert settings.rate_limit_per_minute == LIMIT
     for service in run_service(settings):
         with Api(service) as api:

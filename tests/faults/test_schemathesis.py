@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,10 +45,8 @@ from schemathesis import checks as core_checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from backend.api.app import create_app
-from backend.chain.deploy import Deployment
-from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
 from tests.api.support import Api, Service, invoice_number
+from tests.factory import ServiceFactory
 
 MAX_EXAMPLES = 30
 SPEC = create_app(lambda: None).openapi()  # type: ignore[arg-type, return-value]
@@ -105,10 +102,8 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def fuzzed(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("fuzzed"))
-    database_url = f"sqlite:///{data_dir / 'ledger.db'}"
-    yield from run_service(Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=15.0))
+def fuzzed(services: ServiceFactory) -> Iterator[Service]:
+    yield from services.serve("fuzzed")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 
-from tests.api import conftest
 from tests.api.support import Api, invoice_number
 
 FUNDED = 100_000_00
@@ -65,8 +64,3 @@ def claims_world(api: Api, *, providers: int = 1) -> Claims:
         api.service.ctx.chain.rpc.block_number(),
     )
 
-
-def on_both_databases() -> tuple[Any, Any, Any, Any]:
-    """tests/api's per-module service (SQLite, and PostgreSQL where reachable) for a module outside tests/api:
-    assign them to `pytest_generate_tests, database_url, service, api` and mark the module `both_databases`."""
-    return conftest.pytest_generate_tests, conftest.database_url, conftest.service, conftest.api

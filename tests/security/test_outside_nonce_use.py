@@ -11,16 +11,9 @@ from sqlmodel import Session, select
 
 from backend.models import ChainTx, Redemption
 from backend.services.context import Context
-from tests.api import conftest
 from tests.api.support import Api, Service
 
 pytestmark = pytest.mark.both_databases
-pytest_generate_tests, database_url, own_contract_service, api = (
-    conftest.pytest_generate_tests,
-    conftest.database_url,
-    conftest.own_contract_service,
-    conftest.api,
-)
 Y = 100  # fen per yuan
 
 

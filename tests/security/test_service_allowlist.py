@@ -7,10 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from backend.services.context import Context, build_context
-from tests.api import conftest
 from tests.api.support import Api, Service
-
-database_url, service, api = conftest.database_url, conftest.service, conftest.api
 
 
 def _allowlist(ctx: Context) -> set[str]:
