@@ -26,6 +26,7 @@ from backend.chain.deploy import DEPLOYMENT_FILE, ensure_deployed
 from backend.services.context import Context, build_context
 from backend.settings import Settings
 from tests.api.support import Service
+from tests.polling import eventually
 from tests.support import copy_node_access
 
 PG_ADMIN_URL = os.environ.get("VOUCHER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -85,10 +86,13 @@ def run_service(settings: Settings) -> Iterator[Service]:
     thread = threading.Thread(target=server.run, name="api-server", daemon=True)
     thread.start()
     try:
-        while not server.started:
+
+        def started() -> bool:
             if not thread.is_alive():
                 raise RuntimeError("the API server did not start")
-            threading.Event().wait(0.02)
+            return server.started
+
+        eventually(started, timeout=60, interval=0.02, message="the API server did not start")
         admin_key = (settings.data_dir / "admin-api-key").read_text().strip()
         yield Service(
             url=f"http://127.0.0.1:{port}",

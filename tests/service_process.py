@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from backend.chain import devnet
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,17 +38,14 @@ class ServiceProcess:
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the service exited with {self.proc.returncode}; see {self.data_dir}/service.log")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the service did not start within 60 s")
+        eventually(self._healthy, timeout=60, ignoring=(httpx.HTTPError,), message="the service did not start")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the service exited with {self.proc.returncode}; see {self.data_dir}/service.log")
+        return httpx.get(self.url + "/v1/health", timeout=1).status_code == 200
 
     def killed(self, timeout: float = 30) -> bool:
         """True once the process has died of SIGKILL (its crash point)."""

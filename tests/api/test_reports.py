@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from backend.audit.report_competition import competition, flags, hhi, top_share
 from backend.audit.report_figures import Attributes, Period, display, economic, social
 from backend.models import ChainEvent
 from tests.api.support import Api, Service, _iso, invoice_number
+from tests.polling import eventually
 
 pytestmark = pytest.mark.both_databases
 DAY = 86400
@@ -96,9 +96,8 @@ def scenario(api: Api) -> Scenario:
     now = api.chain_time()
     boundary = _iso(now)  # the empty block just mined; phase 2's blocks come after it
     # Consent deadlines use the block follower's cached clock: wait until it has seen the jump.
-    deadline = time.monotonic() + 10
-    while (api.service.ctx.watcher.head_time() or 0) < now and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: (api.service.ctx.watcher.head_time() or 0) >= now, timeout=10, interval=0.05,
+               message="the block follower did not see the jump in time")  # fmt: skip
 
     _redeem(api, p["P1"], e["E2"], a, invoice_amount=40_000_00, category="general")
     _redeem(api, p["P3"], e["E3"], a, invoice_amount=20_000_00, category="supercomputing")

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import Session, select
 
 from backend.models import ChainTx
-from tests.api.support import Api, Service, invoice_number
+from tests.api.support import Api, Service, claim_body
 from tests.factory import ServiceFactory
 from tests.service_process import ServiceProcess
 
@@ -43,13 +43,7 @@ def test_redemptions_spread_over_three_processes_never_reuse_a_nonce(api: Api, w
 
     def redeem(i: int) -> int:
         with httpx.Client(base_url=urls[i % 2], timeout=60) as http:
-            body = {
-                "enterprise_id": enterprise["id"],
-                "programme_id": programme["id"],
-                "invoice_number": invoice_number(),
-                "invoice_amount": 1_000_00,
-                "category": "intelligent",
-            }
+            body = claim_body(enterprise["id"], programme["id"], 1_000_00)
             claim = http.post("/v1/redemptions", json=body, headers={"Authorization": f"Bearer {provider_keys[i % 4]}"})
             assert claim.status_code == 201, claim.text
             # Confirm through the other process than the one that took the claim.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from backend.chain import devnet
 from backend.chain.deploy import DEPLOYMENT_FILE, Deployment, DeploymentError, admin_account, ensure_deployed
 from backend.chain.node import statefile
 from backend.chain.node.supervisor import anvil_binary
+from tests.polling import eventually
 from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, ledger_of, node_web3
 
 
@@ -158,7 +159,7 @@ def test_blocks_are_made_only_while_transactions_wait_and_an_idle_dump_does_not_
     deployment = ensure_deployed(data_dir, info.rpc_url)
     w3 = node_web3(info.rpc_url, data_dir)
     dump = data_dir / "node" / "state.json.gz"
-    _eventually(lambda: dump.is_file() and _dump_head(data_dir) == w3.eth.block_number)
+    eventually(lambda: dump.is_file() and _dump_head(data_dir) == w3.eth.block_number, timeout=15, interval=0.05)
     start, size = w3.eth.block_number, dump.stat().st_size
     time.sleep(3)  # idle: no block, and the dump is neither grown nor rewritten
     assert w3.eth.block_number == start and dump.stat().st_size == size
@@ -192,7 +193,7 @@ def test_kill_hard_then_up_keeps_what_was_dumped_and_lost_state_is_refused(data_
     info = devnet.up(data_dir, port=0, block_time=None)
     deployment = ensure_deployed(data_dir, info.rpc_url)
     address = deployment.voucher.address
-    _eventually(lambda: _dump_head(data_dir) >= deployment.voucher.deploy_block)
+    eventually(lambda: _dump_head(data_dir) >= deployment.voucher.deploy_block, timeout=15, interval=0.05)
     devnet.kill_hard(data_dir)
     assert devnet.status(data_dir) is None
 
@@ -225,7 +226,7 @@ def test_kill_hard_then_up_keeps_what_was_dumped_and_lost_state_is_refused(data_
 def test_a_cut_dump_falls_back_to_the_previous_one_and_says_what_was_lost(data_dir: Path) -> None:
     info = devnet.up(data_dir, port=0, block_time=None)
     deployment = ensure_deployed(data_dir, info.rpc_url)
-    _eventually(lambda: _dump_head(data_dir) >= deployment.voucher.deploy_block)
+    eventually(lambda: _dump_head(data_dir) >= deployment.voucher.deploy_block, timeout=15, interval=0.05)
     devnet.dump_now(data_dir)  # the deployment is now in the current and the previous dump
     w3 = node_web3(info.rpc_url, data_dir)
     ledger = ledger_of(data_dir, deployment)
@@ -264,13 +265,6 @@ def _block(number: int, hashes: list[str]) -> dict[str, Any]:
 def _dump_head(data_dir: Path) -> int:
     dump = data_dir / "node" / "state.json.gz"
     return statefile.check(statefile.read(dump)) if dump.is_file() else -1
-
-
-def _eventually(condition: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_a_relative_data_dir_keeps_state_across_down_and_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

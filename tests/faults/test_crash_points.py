@@ -4,7 +4,6 @@ database, event mirror and chain agree."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,8 +16,9 @@ from sqlmodel import Session, func, select
 
 from backend.models import Application, ChainTx, Participant, Redemption
 from backend.services.context import Context, build_context
-from tests.api.support import Api, Service, credit_code, invoice_number
+from tests.api.support import Api, Service, claim_body, credit_code
 from tests.factory import ServiceFactory, service_settings
+from tests.polling import eventually
 from tests.service_process import ServiceProcess
 
 Y = 100  # fen per yuan
@@ -71,9 +71,7 @@ def world(services: ServiceFactory) -> Iterator[World]:
             w = World(proc, ctx, api, provider, enterprise, pid, [], [])
             as_p, as_e = w.client("provider", provider), w.client("enterprise", enterprise)
             for _ in range(sum(1 for flow, _ in CASES if flow == "confirm")):
-                body = {"enterprise_id": enterprise["id"], "programme_id": pid, "invoice_number": invoice_number(),
-                        "invoice_amount": 2_000 * Y, "category": "intelligent"}  # fmt: skip
-                w.claims.append(api.ok(as_p.post("/v1/redemptions", body), 201))
+                w.claims.append(api.ok(as_p.post("/v1/redemptions", claim_body(enterprise["id"], pid, 2_000 * Y)), 201))
             for _ in range(sum(1 if flow == "approve" else 2 for flow, _ in CASES if flow.startswith("approve"))):
                 body = {"programme_id": pid, "amount": 1_000 * Y, "purpose": "inference"}
                 w.applications.append(api.ok(as_e.post("/v1/applications", body), 201))
@@ -99,9 +97,8 @@ def _request(w: World, flow: str, n: int) -> tuple[Api, str, dict[str, Any] | No
         body = {"name": f"Enterprise {code[-6:]}", "credit_code": code, "region_code": "131000"}
         return w.api, "/v1/participants/enterprises", body, one_registration
     if flow == "claim":
-        number = invoice_number()
-        body = {"enterprise_id": w.enterprise["id"], "programme_id": w.programme_id, "invoice_number": number,
-                "invoice_amount": 1_000 * Y, "category": "intelligent"}  # fmt: skip
+        body = claim_body(w.enterprise["id"], w.programme_id, 1_000 * Y)
+        number = body["invoice_number"]
 
         def one_claim(result: Any) -> None:
             assert result["status"] == "pending" and result["invoice_number"] == number
@@ -155,20 +152,16 @@ def _settled_tx(w: World, kind: str, ref: str) -> None:
         with Session(w.ctx.engine) as s:
             return s.exec(select(ChainTx.status).where(ChainTx.kind == kind, ChainTx.ref == ref)).one() == "confirmed"
 
-    deadline = time.monotonic() + 30
-    while not mined():
-        assert time.monotonic() < deadline, f"the {kind} transaction for {ref} was not mined"
-        time.sleep(0.2)
+    eventually(mined, interval=0.2, message=f"the {kind} transaction for {ref} was not mined")
 
 
 def _settled(w: World, path: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        row: dict[str, Any] = w.api.ok(w.api.get(path))
-        if row["status"] == status or time.monotonic() > deadline:
-            assert row["status"] == status, row
-            return row
-        time.sleep(0.2)
+    def row() -> dict[str, Any]:
+        found: dict[str, Any] = w.api.ok(w.api.get(path))
+        assert found["status"] == status, found
+        return found
+
+    return eventually(row, interval=0.2)
 
 
 @pytest.mark.parametrize(("flow", "point"), CASES, ids=[f"{f}-{p}" for f, p in CASES])

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from backend.settings import Settings
-from tests.api.support import Api, credit_code, invoice_number
+from tests.api.support import Api, claim_body, credit_code
 from tests.factory import ServiceFactory
 
 MAX_BODY = Settings.model_fields["max_body_bytes"].default  # what the served app is built with
@@ -57,9 +57,8 @@ def world(services: ServiceFactory) -> Iterator[World]:
                         api.as_(api.key_for("supervisor")))  # fmt: skip
 
 
-def _claim(enterprise: dict[str, Any], programme: int, **fields: Any) -> dict[str, Any]:
-    return {"enterprise_id": enterprise["id"], "programme_id": programme, "invoice_number": invoice_number(),
-            "invoice_amount": 200_00, "category": "intelligent", **fields}  # fmt: skip
+def _claim(enterprise: dict[str, Any], programme: int, invoice_amount: int = 200_00, **fields: Any) -> dict[str, Any]:
+    return claim_body(enterprise["id"], programme, invoice_amount, **fields)  # a small invoice: a small programme
 
 
 @contextmanager

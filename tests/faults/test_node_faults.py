@@ -9,12 +9,13 @@ import shutil
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 import rlp
 from sqlmodel import Session, select
@@ -24,8 +25,9 @@ from backend.chain.deploy import admin_account, ensure_deployed
 from backend.db import session_scope
 from backend.models import ChainTx
 from backend.services.monitor import Monitor
-from tests.api.support import Api, Service, invoice_number
+from tests.api.support import Api, Service, claim_body
 from tests.factory import ServiceFactory
+from tests.polling import eventually
 
 Y = 100  # fen per yuan
 
@@ -77,21 +79,13 @@ def monitor(api: Api) -> Iterator[Monitor]:
         m.stop()
 
 
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "did not happen in time"
-        time.sleep(0.2)
-
-
 def reconciled(api: Api) -> bool:
     return bool(api.ok(api.get("/v1/audit/reconciliation"))["differences"] == [])
 
 
-def claim(api: Api, provider: dict[str, Any], enterprise: dict[str, Any], pid: int, invoice: int) -> dict[str, Any]:
-    body = {"enterprise_id": enterprise["id"], "programme_id": pid, "invoice_number": invoice_number(),
-            "invoice_amount": invoice, "category": "intelligent"}  # fmt: skip
-    return api.as_(api.key_for("provider", provider["id"])).post("/v1/redemptions", body)  # type: ignore[no-any-return]
+def claim(api: Api, provider: dict[str, Any], enterprise: dict[str, Any], pid: int, invoice: int) -> httpx.Response:
+    as_provider = api.as_(api.key_for("provider", provider["id"]))
+    return as_provider.post("/v1/redemptions", claim_body(enterprise["id"], pid, invoice))
 
 
 def scene(api: Api, amount: int = 100_000 * Y) -> tuple[dict[str, Any], dict[str, Any], int]:

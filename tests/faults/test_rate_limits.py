@@ -14,7 +14,7 @@ import pytest
 
 from backend.api import ratelimit
 from backend.settings import Settings
-from tests.api.support import Api, invoice_number
+from tests.api.support import Api, claim_body
 from tests.factory import ServiceFactory, run_service, service_settings
 
 LIMIT = 3
@@ -71,8 +71,7 @@ def _apply(w: World) -> dict[str, Any]:
 
 
 def _claim(w: World) -> dict[str, Any]:
-    return {"enterprise_id": w.enterprise["id"], "programme_id": w.programme, "invoice_number": invoice_number(),
-            "invoice_amount": 100_00, "category": "intelligent"}  # fmt: skip
+    return claim_body(w.enterprise["id"], w.programme, 100_00)
 
 
 def assert_rate_limited(response: httpx.Response, retry_after: int) -> None:

@@ -20,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from backend.audit.verify import verify
 from backend.chain import devnet
 from backend.chain.deploy import Deployment, ensure_deployed
+from tests.polling import eventually
 from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, ledger_of
 
 KILLS = 20
@@ -83,27 +84,25 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def _wait_serving(data_dir: Path, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+    def serving() -> str | None:
         info = devnet.status(data_dir)
         url = Deployment.load(data_dir / "deployment.json").rpc_url if info is None else info.rpc_url
-        try:
-            answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
-            if answer.status_code == 200 and "result" in answer.json():
-                return url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the devnet did not come back"
-        time.sleep(0.05)
+        answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
+        return url if answer.status_code == 200 and "result" in answer.json() else None
+
+    return eventually(serving, timeout, 0.05, ignoring=(httpx.HTTPError,), message="the devnet did not come back")
 
 
 def _wait_for_a_dump(data_dir: Path, timeout: float = 20) -> None:
     marker = data_dir / "node" / "dumped"
     before = marker.stat().st_mtime_ns if marker.is_file() else 0
-    deadline = time.monotonic() + timeout
-    while (marker.stat().st_mtime_ns if marker.is_file() else 0) == before:
-        assert time.monotonic() < deadline, "no dump was written while the load ran"
-        time.sleep(0.02)
+    eventually(lambda: marker.is_file() and marker.stat().st_mtime_ns != before, timeout, 0.02,
+               message="no dump was written while the load ran")  # fmt: skip
+
+
+def _wait_restarted(data_dir: Path, killed: int) -> None:
+    pid_file = data_dir / "node" / "anvil.pid"
+    eventually(lambda: int(pid_file.read_text()) != killed, 60, 0.05, message="the supervisor did not restart anvil")
 
 
 def _kill_during_a_dump(data_dir: Path) -> None:
@@ -133,11 +132,7 @@ def test_a_node_killed_twenty_times_under_load_always_comes_back_verifiable(data
             time.sleep(rng.uniform(0.0, 2.5))
             mode = ("node", "during-dump", "whole")[kill % 3]
             if mode == "node":  # anvil alone: its supervisor restarts it from the last good dump
-                before = devnet.kill_node(data_dir)
-                deadline = time.monotonic() + 60
-                while int((data_dir / "node" / "anvil.pid").read_text()) == before:
-                    assert time.monotonic() < deadline, "the supervisor did not restart anvil"
-                    time.sleep(0.05)
+                _wait_restarted(data_dir, killed=devnet.kill_node(data_dir))
             else:
                 _kill_during_a_dump(data_dir) if mode == "during-dump" else devnet.kill_hard(data_dir)
                 devnet.up(data_dir, port=0, block_time=devnet.DEFAULT_BLOCK_TIME)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 import backend.api.app  # noqa: F401  (imports every route, so every request model exists)
 from backend.api.schemas import Body
-from tests.api.support import Api, credit_code, invoice_number
+from tests.api.support import Api, claim_body, credit_code, invoice_number
 from tests.factory import ServiceFactory
 from tests.security.claims_world import Claims, claims_world
 
@@ -86,10 +86,8 @@ def calls(world: Claims) -> list[Call]:
         (api.issuer(), f"/v1/applications/{application['id']}/reject", lambda t: {"reason": t}, "reason"),
         (w.as_enterprise, f"/v1/redemptions/{claim['id']}/refuse", lambda t: {"reason": t}, "reason"),
         (api.as_(api.key_for("finance")), "/v1/settlements/1/return", lambda t: {"reason": t}, "reason"),
-        (w.as_providers[0], "/v1/redemptions", lambda t: {"enterprise_id": w.enterprise["id"],
-                                                          "programme_id": w.programme["id"], "invoice_number": t[:64],
-                                                          "invoice_amount": 2_000_00, "category": "intelligent"},
-         "invoice_number"),
+        (w.as_providers[0], "/v1/redemptions", lambda t: claim_body(w.enterprise["id"], w.programme["id"], 2_000_00,
+                                                                    invoice_number=t[:64]), "invoice_number"),
     ]  # fmt: skip
 
 
