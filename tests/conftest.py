@@ -3,16 +3,26 @@ the service over real HTTP on that devnet with a fresh database per test module.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from backend.chain import devnet
 from backend.chain.deploy import Deployment, ensure_deployed
 from tests.api.support import Api, Service
 from tests.factory import ServiceFactory, backends, pg_database
 from tests.support import Ledger, ledger_of
+
+# Hypothesis: a quick search on a developer's run, a deeper one on CI (CI=true) that is the same every run
+# (derandomized: a CI failure replays locally with HYPOTHESIS_PROFILE=ci). Every step of the project's property
+# tests is a transaction on the devnet, so examples are dear: the counts are sized for the stateful test.
+settings.register_profile("dev", max_examples=25, stateful_step_count=60, print_blob=True)
+settings.register_profile("ci", max_examples=75, stateful_step_count=60, derandomize=True)
+ON_CI = os.environ.get("CI") in ("true", "1")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if ON_CI else "dev"))
 
 
 @pytest.fixture(scope="session")
