@@ -6,6 +6,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,28 +70,49 @@ def test_up_down_up_keeps_every_block_receipt_log_and_balance(data_dir: Path) ->
     nonce = w3.eth.get_transaction_count(admin.address)
 
     assert devnet.down(data_dir) is True
-    info = devnet.up(data_dir, port=0, block_time=None)
+    with _taken(info.port):  # the old port is someone else's now: the node comes back on another
+        info = devnet.up(data_dir, port=0, block_time=None)
     w3 = node_web3(info.rpc_url, data_dir)
     assert _chain_record(w3, deployment.voucher.address, holders, programme) == before
     assert w3.eth.get_balance(provider.address) == 10**18
     # The recorded contract is found again: no transaction sent, the record follows the node to its new port.
-    again = ensure_deployed(data_dir, info.rpc_url)
-    assert again.voucher == deployment.voucher and again.rpc_url == info.rpc_url
+    assert ensure_deployed(data_dir, info.rpc_url).voucher == deployment.voucher
+    recorded = Deployment.load(data_dir / DEPLOYMENT_FILE)
+    assert recorded.rpc_url == info.rpc_url != deployment.rpc_url and recorded.voucher == deployment.voucher
     assert w3.eth.get_transaction_count(admin.address) == nonce
     assert w3.eth.block_number == before["blocks"][-1][0]
 
 
-def test_up_on_a_taken_port_names_it_and_port_0_picks_a_free_one(data_dir: Path) -> None:
+@contextmanager
+def _taken(port: int = 0) -> Iterator[int]:
+    """Another program listening on `port` (0: any free one) on the devnet's host while the block runs."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
-        taken.bind((devnet.HOST, 0))
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port a node just left may be in TIME_WAIT
+        taken.bind((devnet.HOST, port))
         taken.listen()
-        port = taken.getsockname()[1]
+        yield taken.getsockname()[1]
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` is alive (a zombie, dead but not yet reaped, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _anvil_pid(data_dir: Path) -> int:
+    return int((data_dir / "node" / "anvil.pid").read_text())
+
+
+def test_up_on_a_taken_port_names_it_and_port_0_picks_a_free_one(data_dir: Path) -> None:
+    with _taken() as port:
         with pytest.raises(devnet.DevnetError) as exc:
             devnet.up(data_dir, port=port, block_time=None)
         assert f"port {port} " in str(exc.value) and "--port 0" in str(exc.value)
-        assert devnet.status(data_dir) is None
+        assert list(data_dir.iterdir()) == []  # refused before anything was started or recorded
         info = devnet.up(data_dir, port=0, block_time=None)
-    assert info.port not in (0, port)
+    assert devnet.status(data_dir) == info  # the port it picked is recorded for `status` and `down`
     assert devnet.rpc_chain_id(info.rpc_url) == info.chain_id
 
 
@@ -98,8 +120,10 @@ def test_up_twice_is_the_same_node_and_down_is_idempotent(data_dir: Path) -> Non
     first = devnet.up(data_dir, port=0, block_time=None)
     second = devnet.up(data_dir, port=0, block_time=None)
     assert second == first and devnet.status(data_dir) == first
+    anvil = _anvil_pid(data_dir)
+    assert _running(first.pid) and _running(anvil)
     assert devnet.down(data_dir) is True
-    assert devnet.status(data_dir) is None
+    assert not _running(first.pid) and not _running(anvil)  # the supervisor and its private anvil both stopped
     assert devnet.rpc_chain_id(first.rpc_url, timeout=0.5) is None
     assert devnet.down(data_dir) is False
 
@@ -140,12 +164,15 @@ def test_the_node_is_free_gas_with_nothing_prefunded_and_listens_only_on_loopbac
     deployment = ensure_deployed(data_dir, info.rpc_url)
     w3 = node_web3(info.rpc_url, data_dir)
     assert list(w3.eth.accounts) == []  # nothing prefunded, nothing unlocked
-    # Free gas: an allowlisted account that never held ether gets its transaction mined.
+    # Free gas: an allowlisted account that never held ether gets its transaction mined, and pays nothing.
     ledger = ledger_of(data_dir, deployment)
-    assert w3.eth.get_balance(ledger.issuer.address) == 0
-    receipt = ledger.send(ledger.contract.functions.grantRole(ISSUER_ROLE, ledger.issuer.address), ledger.admin)
-    ledger.issue(ledger.create_programme([]), ledger.new_participant(ENTERPRISE).address, 1)
-    assert receipt["status"] == 1
+    ledger.send(ledger.contract.functions.grantRole(ISSUER_ROLE, ledger.issuer.address), ledger.admin)
+    programme, enterprise = ledger.create_programme([]), ledger.new_participant(ENTERPRISE).address
+    assert w3.eth.get_balance(ledger.issuer.address) == 0 == w3.eth.get_transaction_count(ledger.issuer.address)
+    receipt = ledger.issue(programme, enterprise, 1)  # Ledger.send checks it succeeded
+    assert receipt["gasUsed"] > 0 and receipt["effectiveGasPrice"] == 0
+    assert w3.eth.get_balance(ledger.issuer.address) == 0 == w3.eth.get_balance(ledger.admin.address)
+    assert ledger.balance(enterprise, programme) == 1
     # 127.0.0.1 only: every listening socket of the gateway is on loopback (0100007F, little-endian hex) ...
     assert _listen_addresses(info.pid) == [f"0100007F:{info.port:04X}"]
     # ... and anvil itself lives in a network namespace of its own, where its HTTP port serves nobody else.
@@ -194,8 +221,10 @@ def test_kill_hard_then_up_keeps_what_was_dumped_and_lost_state_is_refused(data_
     deployment = ensure_deployed(data_dir, info.rpc_url)
     address = deployment.voucher.address
     eventually(lambda: _dump_head(data_dir) >= deployment.voucher.deploy_block, timeout=15, interval=0.05)
+    anvil = _anvil_pid(data_dir)
     devnet.kill_hard(data_dir)
-    assert devnet.status(data_dir) is None
+    assert not _running(info.pid) and not _running(anvil)  # the whole devnet died, as in a crash
+    assert devnet.rpc_chain_id(info.rpc_url, timeout=0.5) is None
 
     info = devnet.up(data_dir, port=0, block_time=None)
     w3 = _w3(info)
@@ -218,7 +247,7 @@ def test_kill_hard_then_up_keeps_what_was_dumped_and_lost_state_is_refused(data_
     fresh = ensure_deployed(data_dir, info.rpc_url, redeploy=True)
     assert w3.eth.get_code(fresh.voucher.address)
     assert w3.eth.get_transaction_receipt(fresh.voucher.deploy_tx)["contractAddress"] == fresh.voucher.address
-    assert Deployment.load(path) == fresh and fresh.rpc_url == info.rpc_url
+    assert Deployment.load(path) == fresh
     assert path.read_text() != recorded
     assert w3.eth.get_transaction_count(admin_account(data_dir).address) == 1
 
@@ -252,6 +281,8 @@ def test_a_dump_newer_than_its_blocks_is_refused() -> None:
     with pytest.raises(statefile.DumpInvalid, match="spent 2 nonces but its blocks hold 1"):
         statefile.check(state)
     state["accounts"]["0x" + "ab" * 20]["nonce"] = 1
+    # As anvil dumps a chain it loaded: blocks unordered, and a second genesis of its own beside the loaded one.
+    state["blocks"] = [_block(1, ["0x01"]), _block(0, []), _block(0, [])]
     assert statefile.check(state) == 1
     state["blocks"].pop(0)
     with pytest.raises(statefile.DumpInvalid, match="gap"):
