@@ -9,7 +9,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -69,7 +69,7 @@ class LogCapture(logging.Handler):
         self.lines.append(self.format(record))
 
 
-def run_service(settings: Settings) -> Iterator[Service]:
+def run_service(settings: Settings) -> Generator[Service, None, None]:
     """Serves the API in this process on a free port until the caller is done."""
     holder: dict[str, Context] = {}
 
@@ -134,7 +134,7 @@ class ServiceFactory:
 
     def serve(
         self, name: str | Path, *, own_contract: bool = False, database_url: str | None = None, **fields: Any
-    ) -> Iterator[Service]:
+    ) -> Generator[Service, None, None]:
         """The API on a new folder (see `folder`) with these settings, until the caller is done."""
         folder = self.folder(name, own_contract=own_contract)
         return run_service(service_settings(folder, database_url=database_url, **fields))

@@ -10,7 +10,7 @@ T = TypeVar("T")
 
 
 def eventually(
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     timeout: float = 30.0,
     interval: float = 0.1,
     *,
@@ -24,13 +24,14 @@ def eventually(
     and the last failure's own words. Any other exception ends the wait at once.
     """
     deadline = time.monotonic() + timeout
+    retried: tuple[type[Exception], ...] = (AssertionError, *ignoring)
     while True:
         failure: Exception | None = None
         try:
             value = check()
             if value:
                 return value
-        except (AssertionError, *ignoring) as exc:
+        except retried as exc:
             failure = exc
         if time.monotonic() >= deadline:
             last = f": {type(failure).__name__}: {failure}" if failure else ""

@@ -41,5 +41,6 @@ def test_eventually_retries_only_the_exceptions_it_is_told_to_ignore() -> None:
         return True
 
     assert eventually(refused_once, timeout=5, interval=0.001, ignoring=(ConnectionRefusedError,)) is True
+    nothing: dict[str, bool] = {}
     with pytest.raises(KeyError):  # anything else ends the wait at once
-        eventually(lambda: {}["missing"], timeout=5)
+        eventually(lambda: nothing["missing"], timeout=5)

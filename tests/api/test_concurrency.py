@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend.models import ChainTx, Redemption
 from tests.api.support import Api, invoice_number
@@ -53,8 +53,8 @@ def test_200_concurrent_redemptions_from_20_providers(api: Api) -> None:
     ctx = api.service.ctx
     with Session(ctx.engine) as s:
         txs = s.exec(
-            select(ChainTx).where(ChainTx.kind == "redeem", ChainTx.ref.in_([str(c["id"]) for c in claims]))
-        ).all()  # type: ignore[attr-defined]
+            select(ChainTx).where(ChainTx.kind == "redeem", col(ChainTx.ref).in_([str(c["id"]) for c in claims]))
+        ).all()
         rows = s.exec(select(Redemption).where(Redemption.programme_id == programme["id"])).all()
     assert len(txs) == CLAIMS and all(t.status == "confirmed" for t in txs)  # one transaction per claim
     per_signer: dict[str, list[int]] = {}

@@ -115,8 +115,8 @@ def report(api: Api, name: str, **params: Any) -> dict[str, Any]:
     return api.ok(api.get(f"/v1/reports/{name}", **params))  # type: ignore[no-any-return]
 
 
-def rows(data: dict[str, Any], key: str = "key") -> dict[str, dict[str, Any]]:
-    return {r[key]: {k: v for k, v in r.items() if k != key} for r in data}  # type: ignore[attr-defined]
+def rows(data: list[dict[str, Any]], key: str = "key") -> dict[str, dict[str, Any]]:
+    return {r[key]: {k: v for k, v in r.items() if k != key} for r in data}
 
 
 # ---------------------------------------------------------------- economic ledger
@@ -351,17 +351,17 @@ def redeemed(account: str, provider: str, amount: int, *, pid: int = 1, day: int
 
 
 def test_hhi_and_top3_without_redemptions_are_zero_and_unflagged() -> None:
-    assert (hhi([]), top_share([])) == (0, 0)
+    assert (hhi([]), top_share([])) == (Fraction(0), Fraction(0))
     result = competition(
         [], programme_id=None, period=Period(), hhi_threshold=Fraction(1), top_threshold=Fraction(1, 100)
     )
-    assert (result.hhi, result.top_share, result.flags, result.providers) == (0, 0, [], [])
+    assert (result.hhi, result.top_share, result.flags, result.providers) == (Fraction(0), Fraction(0), [], [])
 
 
 def test_one_provider_is_a_monopoly_of_10000() -> None:
     result = competition([redeemed("0xE", "0xP", 7)], programme_id=None, period=Period(),
                          hhi_threshold=Fraction(2500), top_threshold=Fraction(4, 5))  # fmt: skip
-    assert (result.hhi, result.top_share) == (10_000, 1)
+    assert (result.hhi, result.top_share) == (Fraction(10_000), Fraction(1))
     assert [f.measure for f in result.flags] == ["hhi", "top3_share"]
 
 
@@ -371,7 +371,7 @@ def test_hhi_and_top3_are_exact_and_flag_only_above_the_line() -> None:
     assert hhi([1, 2]) == Fraction(50_000, 9)  # 10,000 × 5/9
     assert top_share([40, 30, 20, 10]) == Fraction(9, 10)
     over = flags(Fraction(2501), Fraction(3, 4), hhi_threshold=Fraction(2500), top_threshold=Fraction(3, 4))
-    assert [(f.measure, f.value) for f in over] == [("hhi", 2501)]
+    assert [(f.measure, f.value) for f in over] == [("hhi", Fraction(2501))]
 
 
 def test_display_rounds_half_to_even_on_integers() -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from backend.chain import devnet
 from backend.chain.deploy import Deployment
@@ -57,7 +58,7 @@ def test_refuses_a_missing_deployment(tmp_path: Path) -> None:
 @pytest.mark.parametrize("key", ["00" * 32, "ab" * 16, "not-hex", "0123456789abcdef" * 4 + "00"])
 def test_refuses_a_weak_or_malformed_master_key(tmp_path: Path, key: str) -> None:
     with pytest.raises(ValueError, match="VOUCHER_MASTER_KEY must be"):
-        Settings(data_dir=tmp_path, master_key=key)
+        Settings(data_dir=tmp_path, master_key=SecretStr(key))
 
 
 def test_refuses_a_master_key_file_others_can_read(data_dir: Path) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from eth_typing import HexStr
+from hexbytes import HexBytes
 from web3 import Web3
 
 from backend.chain import devnet
@@ -18,7 +20,7 @@ from backend.chain.deploy import DEPLOYMENT_FILE, Deployment, DeploymentError, a
 from backend.chain.node import statefile
 from backend.chain.node.supervisor import anvil_binary
 from tests.polling import eventually
-from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, ledger_of, node_web3
+from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, ledger_of, node_web3, raw_transaction
 
 
 @pytest.fixture
@@ -34,10 +36,11 @@ def _w3(info: devnet.DevnetInfo) -> Web3:
     return Web3(Web3.HTTPProvider(info.rpc_url))  # a reader: no token
 
 
-def _chain_record(w3: Web3, address: str, holders: list[str], programme_id: int) -> dict[str, Any]:
+def _chain_record(w3: Web3, contract: str, holders: Sequence[str], programme_id: int) -> dict[str, Any]:
     """Everything a restart must keep: every block, every receipt, every log, balances, the code."""
+    address, accounts = Web3.to_checksum_address(contract), [Web3.to_checksum_address(h) for h in holders]
     blocks = [w3.eth.get_block(n) for n in range(w3.eth.block_number + 1)]
-    tx_hashes = [tx for block in blocks for tx in block["transactions"]]
+    tx_hashes = [cast(HexBytes, tx) for block in blocks for tx in block["transactions"]]  # hashes, not full ones
     abi = [{"name": "balanceOf", "type": "function", "stateMutability": "view",
             "inputs": [{"name": "a", "type": "address"}, {"name": "id", "type": "uint256"}],
             "outputs": [{"name": "", "type": "uint256"}]}]  # fmt: skip
@@ -46,8 +49,8 @@ def _chain_record(w3: Web3, address: str, holders: list[str], programme_id: int)
         "blocks": [(b["number"], b["hash"], b["stateRoot"]) for b in blocks],
         "receipts": [dict(w3.eth.get_transaction_receipt(h)) for h in tx_hashes],
         "logs": [dict(log) for log in w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest"})],
-        "vouchers": [token.functions.balanceOf(h, programme_id).call() for h in holders],
-        "ether": [w3.eth.get_balance(h) for h in holders],
+        "vouchers": [token.functions.balanceOf(h, programme_id).call() for h in accounts],
+        "ether": [w3.eth.get_balance(h) for h in accounts],
         "code": w3.eth.get_code(address),
     }
 
@@ -99,6 +102,10 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _code(w3: Web3, address: str) -> bytes:
+    return bytes(w3.eth.get_code(Web3.to_checksum_address(address)))
 
 
 def _anvil_pid(data_dir: Path) -> int:
@@ -197,10 +204,9 @@ def test_blocks_are_made_only_while_transactions_wait_and_an_idle_dump_does_not_
     nonce = w3.eth.get_transaction_count(admin.address)
     hashes = []
     for i, e in enumerate(enterprises):
-        tx = f.registerParticipant(e.address, ENTERPRISE, os.urandom(32)).build_transaction(
-            {"from": admin.address, "gasPrice": 0, "gas": 200_000, "nonce": nonce + i, "chainId": info.chain_id}
-        )
-        hashes.append(w3.eth.send_raw_transaction(admin.sign_transaction(tx).raw_transaction))
+        call = f.registerParticipant(e.address, ENTERPRISE, os.urandom(32))
+        raw = raw_transaction(admin, call, gas=200_000, nonce=nonce + i, chainId=info.chain_id)
+        hashes.append(w3.eth.send_raw_transaction(raw))
     blocks = {w3.eth.wait_for_transaction_receipt(h, timeout=10)["blockNumber"] for h in hashes}
     assert len(blocks) <= 3 and w3.eth.block_number - start <= 3
     assert w3.eth.get_block("latest")["transactions"]  # the newest block holds work, not emptiness
@@ -228,7 +234,7 @@ def test_kill_hard_then_up_keeps_what_was_dumped_and_lost_state_is_refused(data_
 
     info = devnet.up(data_dir, port=0, block_time=None)
     w3 = _w3(info)
-    assert w3.eth.get_code(address) and ensure_deployed(data_dir, info.rpc_url).voucher == deployment.voucher
+    assert _code(w3, address) and ensure_deployed(data_dir, info.rpc_url).voucher == deployment.voucher
 
     # Deterministic loss: every dump is gone while the node is down.
     devnet.down(data_dir)
@@ -245,8 +251,8 @@ def test_kill_hard_then_up_keeps_what_was_dumped_and_lost_state_is_refused(data_
     assert path.read_text() == recorded  # refused: the old record is left alone
 
     fresh = ensure_deployed(data_dir, info.rpc_url, redeploy=True)
-    assert w3.eth.get_code(fresh.voucher.address)
-    assert w3.eth.get_transaction_receipt(fresh.voucher.deploy_tx)["contractAddress"] == fresh.voucher.address
+    assert _code(w3, fresh.voucher.address)
+    assert w3.eth.get_transaction_receipt(HexStr(fresh.voucher.deploy_tx))["contractAddress"] == fresh.voucher.address
     assert Deployment.load(path) == fresh
     assert path.read_text() != recorded
     assert w3.eth.get_transaction_count(admin_account(data_dir).address) == 1
@@ -268,14 +274,14 @@ def test_a_cut_dump_falls_back_to_the_previous_one_and_says_what_was_lost(data_d
 
     info = devnet.up(data_dir, port=0, block_time=None)
     w3 = _w3(info)
-    assert deployment.voucher.deploy_block <= w3.eth.block_number < head and w3.eth.get_code(deployment.voucher.address)
+    assert deployment.voucher.deploy_block <= w3.eth.block_number < head and _code(w3, deployment.voucher.address)
     log = (data_dir / "devnet.log").read_text()
     assert "state.json.gz passed over: state.json.gz is cut short" in log
     assert f"the blocks after {w3.eth.block_number} were lost" in log
 
 
 def test_a_dump_newer_than_its_blocks_is_refused() -> None:
-    state = {"best_block_number": 1, "accounts": {"0x" + "ab" * 20: {"nonce": 2, "code": "0x"}},
+    state: dict[str, Any] = {"best_block_number": 1, "accounts": {"0x" + "ab" * 20: {"nonce": 2, "code": "0x"}},
              "blocks": [_block(0, []), _block(1, ["0x01"])],
              "transactions": [{"info": {"transaction_hash": "0x01", "from": "0x" + "ab" * 20}}]}  # fmt: skip
     with pytest.raises(statefile.DumpInvalid, match="spent 2 nonces but its blocks hold 1"):

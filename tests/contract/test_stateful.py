@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from eth_abi import decode, encode
+from eth_abi.abi import decode, encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import ABIFunction
 from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types, get_abi_output_types
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from web3 import HTTPProvider
 
 from backend.chain.consent import Redemption
 from tests.support import ENTERPRISE, PROVIDER, Ledger
@@ -90,7 +92,8 @@ class VoucherMachine(RuleBasedStateMachine):
         self.invoices: set[bytes] = set()  # every invoice hash tried
         self.redeemed: set[bytes] = set()
         self.nonces: dict[str, set[int]] = {}
-        fns = [f for f in self.c.abi if f.get("type") == "function"]  # selector, input and output types, by name
+        # selector, input and output types, by name
+        fns = [cast(ABIFunction, f) for f in self.c.abi if f.get("type") == "function"]
         self.sigs = {f["name"]: (function_abi_to_4byte_selector(f), get_abi_input_types(f), get_abi_output_types(f))
                      for f in fns}  # fmt: skip
         stats["examples"] += 1
@@ -349,7 +352,7 @@ class VoucherMachine(RuleBasedStateMachine):
         """Many view calls in one JSON-RPC batch, decoded."""
         requests = [("eth_call", [{"to": self.c.address, "data": "0x" + (self.sigs[name][0] + encode(
             self.sigs[name][1], args)).hex()}, "latest"]) for name, args in calls]  # fmt: skip
-        responses = self.ledger.w3.provider.make_batch_request(requests)  # type: ignore[arg-type]
+        responses = cast(HTTPProvider, self.ledger.w3.provider).make_batch_request(requests)  # type: ignore[arg-type]
         assert isinstance(responses, list) and all("result" in r for r in responses), responses
         return [decode(self.sigs[name][2], bytes.fromhex(r["result"][2:]))
                 for (name, _), r in zip(calls, responses, strict=True)]  # fmt: skip
@@ -386,6 +389,7 @@ def test_voucher_state_machine(session_ledger: Ledger) -> None:
     # How many examples and steps, and whether derandomized: the Hypothesis profile (tests/conftest.py).
     run = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
     stats: Counter[str] = Counter()
-    run_state_machine_as_test(lambda: VoucherMachine(session_ledger, stats), settings=run)
+    # Hypothesis takes any factory of machines (its stub says a class): this one shares the ledger and the stats.
+    run_state_machine_as_test(lambda: VoucherMachine(session_ledger, stats), settings=run)  # type: ignore[arg-type]
     print(sorted(stats.items()))  # what the run exercised, with -s
     assert stats["checks"] - stats["examples"] >= MIN_STEPS * run.max_examples * run.stateful_step_count, stats

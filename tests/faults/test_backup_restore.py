@@ -7,7 +7,7 @@ import io
 import json
 import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +51,7 @@ def fresh_database(kind: str, made: ExitStack) -> str | None:
     return None if kind == "sqlite" else made.enter_context(pg_database("cvl_backup"))
 
 
-def serve(data_dir: Path, database_url: str | None) -> Iterator[Service]:
+def serve(data_dir: Path, database_url: str | None) -> Generator[Service, None, None]:
     return run_service(service_settings(data_dir, database_url=database_url))
 
 

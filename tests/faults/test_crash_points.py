@@ -94,7 +94,7 @@ def _request(w: World, flow: str, n: int) -> tuple[Api, str, dict[str, Any] | No
             _settled_tx(w, "register", str(result["id"]))
             assert w.ctx.chain.call("participant", result["address"]) == (1, False)  # an enterprise, on chain
 
-        body = {"name": f"Enterprise {code[-6:]}", "credit_code": code, "region_code": "131000"}
+        body: dict[str, Any] = {"name": f"Enterprise {code[-6:]}", "credit_code": code, "region_code": "131000"}
         return w.api, "/v1/participants/enterprises", body, one_registration
     if flow == "claim":
         body = claim_body(w.enterprise["id"], w.programme_id, 1_000 * Y)

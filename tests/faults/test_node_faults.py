@@ -9,7 +9,7 @@ import shutil
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -56,7 +56,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
         devnet.down(n.data_dir)
 
 
-def serve(node: Node, data_dir: Path, **settings: Any) -> Iterator[Service]:
+def serve(node: Node, data_dir: Path, **settings: Any) -> Generator[Service, None, None]:
     """The service on this test's own node, in a folder at `data_dir`."""
     base: dict[str, Any] = {"receipt_wait_s": 3.0, "stuck_after_s": 2.0}
     return ServiceFactory(node.data_dir, tmp=None).serve(data_dir, **(base | settings))
@@ -180,7 +180,12 @@ class _DropsBroadcastAnswers(BaseHTTPRequestHandler):
 def test_a_lost_answer_to_a_broadcast_sends_no_duplicate(node: Node, api: Api, tmp_path: Path) -> None:
     provider, enterprise, pid = scene(api)
     pending = api.ok(claim(api, provider, enterprise, pid, 6_000 * Y), 201)
-    handler = type("Proxy", (_DropsBroadcastAnswers,), {"node_url": node.url, "dropped": []})
+
+    class Proxy(_DropsBroadcastAnswers):
+        node_url = node.url
+        dropped: ClassVar[list[str]] = []
+
+    handler = Proxy
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
@@ -248,8 +253,9 @@ def test_a_transaction_whose_nonce_another_took_is_reported_replaced(api: Api, m
         )
     nonce = rlp.decode(stored.raw)[0]
     key = admin_account(api.service.data_dir)  # the same key, used outside the service, takes that nonce
-    outside = key.sign_transaction({"to": ctx.chain.address, "data": "0x5c975abb", "gas": 40_000, "gasPrice": 0,
-                                    "nonce": int.from_bytes(nonce, "big"), "chainId": ctx.chain.chain_id})  # fmt: skip
+    pause: dict[str, Any] = {"to": ctx.chain.address, "data": "0x5c975abb", "gas": 40_000, "gasPrice": 0,
+                             "nonce": int.from_bytes(nonce, "big"), "chainId": ctx.chain.chain_id}  # fmt: skip
+    outside = key.sign_transaction(pause)
     ctx.chain.rpc.call("eth_sendRawTransaction", ["0x" + outside.raw_transaction.hex()])
 
     def status() -> str:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -75,7 +75,9 @@ CALLER = {
 
 
 @schemathesis.check
-def refusal_has_code(ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case) -> None:
+def refusal_has_code(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> None:
     """Every 4xx and 5xx, documented or not (404, 405, 413, 429 included), is `{"error": {code, message, details}}`."""
     if response.status_code < 400:
         return
@@ -135,7 +137,7 @@ def test_served_document_is_the_one_fuzzed(fuzzed: Service) -> None:
     assert httpx.get(f"{fuzzed.url}/openapi.json").json() == json.loads(json.dumps(SPEC))
 
 
-def _unique_idempotency_key(headers: dict[str, Any] | None) -> None:
+def _unique_idempotency_key(headers: MutableMapping[str, Any] | None) -> None:
     for name in list(headers or {}):
         value = headers[name] if headers else None
         if name.lower() == "idempotency-key" and isinstance(value, str) and value.strip() and len(value) <= 160:
@@ -150,7 +152,9 @@ def _unique_idempotency_key(headers: dict[str, Any] | None) -> None:
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_every_operation_keeps_its_contract(case: schemathesis.Case, fuzzed: Service, keys: dict[str, str]) -> None:
+def test_every_operation_keeps_its_contract(
+    case: schemathesis.Case[Any], fuzzed: Service, keys: dict[str, str]
+) -> None:
     role = CALLER.get(f"{case.method.upper()} {case.path}", "admin")
     _unique_idempotency_key(case.headers)
     case.call_and_validate(base_url=fuzzed.url, headers={"Authorization": f"Bearer {keys[role]}"}, checks=CHECKS)

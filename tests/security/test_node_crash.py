@@ -8,7 +8,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from backend.audit.verify import verify
 from backend.chain import devnet
 from backend.chain.deploy import Deployment, ensure_deployed
 from tests.polling import eventually
-from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, ledger_of
+from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, ledger_of, raw_transaction
 
 KILLS = 20
 
@@ -30,7 +30,7 @@ class Load:
     """Two senders writing to the ledger through the gateway as fast as it takes them, errors shrugged off
     (the node is down half the time): the admin registers participants, the issuer issues a fen to them."""
 
-    def __init__(self, data_dir: Path, ledger: Ledger, programme: int, enterprises: list[str]) -> None:
+    def __init__(self, data_dir: Path, ledger: Ledger, programme: int, enterprises: Sequence[str]) -> None:
         self.record = data_dir / "deployment.json"
         self.url = Deployment.load(self.record).rpc_url
         self.http = httpx.Client(headers=devnet.auth_headers(data_dir), timeout=5)
@@ -53,9 +53,8 @@ class Load:
                         call = f.registerParticipant(Account.create().address, ENTERPRISE, os.urandom(32))
                     else:
                         call = f.issue(self.programme, random.choice(self.enterprises), 1, os.urandom(32))
-                    tx = call.build_transaction({"from": sender.address, "gas": 300_000, "gasPrice": 0,
-                                                 "nonce": nonce + i, "chainId": self.ledger.chain_id})  # fmt: skip
-                    raw = "0x" + bytes(sender.sign_transaction(tx).raw_transaction).hex()
+                    tx = raw_transaction(sender, call, gas=300_000, nonce=nonce + i, chainId=self.ledger.chain_id)
+                    raw = "0x" + tx.hex()
                     if "result" in self._rpc("eth_sendRawTransaction", [raw]):
                         self.sent += 1
                 time.sleep(0.05)

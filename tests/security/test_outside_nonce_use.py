@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend.models import ChainTx, Redemption
 from backend.services.context import Context
@@ -35,7 +35,7 @@ def send_outside(ctx: Context, address: str) -> None:
 
 def stored_rows(ctx: Context, signer: str) -> list[ChainTx]:
     with Session(ctx.engine) as s:
-        return list(s.exec(select(ChainTx).where(ChainTx.signer == signer).order_by(ChainTx.nonce)).all())
+        return list(s.exec(select(ChainTx).where(ChainTx.signer == signer).order_by(col(ChainTx.nonce))).all())
 
 
 def test_redemption_succeeds_first_time_after_the_provider_key_was_used_outside(api: Api) -> None:
