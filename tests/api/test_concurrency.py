@@ -39,6 +39,7 @@ def test_200_concurrent_redemptions_from_20_providers(api: Api) -> None:
         claims = list(pool.map(claim, range(CLAIMS)))
     # Each provider's key signs 10 burns at the same moment: the nonce reservation is what is under test.
     by_enterprise = {e["id"]: client for e, client in zip(enterprises, as_enterprise, strict=True)}
+
     def confirm(c: dict[str, Any]) -> Any:
         return by_enterprise[c["enterprise_id"]].post_alone(f"/v1/redemptions/{c['id']}/confirm")
 
