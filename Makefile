@@ -31,7 +31,7 @@ test: build lint
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check backend tests scripts
-	$(BIN)/ruff format --check backend
+	$(BIN)/ruff format --check backend tests
 	$(BIN)/mypy
 
 # pip-tools lives in a venv of its own, outside the project. pip-compile keeps the versions already in the locks,

@@ -2,7 +2,7 @@
 N worker processes talking to the node through a proxy that counts JSON-RPC calls by method, and the calls per
 second over a window once the workers are up, while a sender outside the service registers a participant every
 `--every` seconds (new blocks and logs for the event mirror). The event mirror and the transaction monitor run
-in one elected process, so their reads should not grow with N; each worker's receipt watcher does.
+in one elected process, so their reads should not grow with N; each worker's block follower does.
 
 Usage: .venv/bin/python scripts/bench_background.py [--workers 2] [--seconds 30] [--database-url URL]
 """
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def label(method: str, params: list[object]) -> str:
-    """The method, and for block reads whether the head ("latest", the receipt watcher) or a numbered block."""
+    """The method, and for block reads whether the head ("latest", the block follower) or a numbered block."""
     if method == "eth_getBlockByNumber":
         return f"{method} {'latest' if params and params[0] == 'latest' else 'N'}"
     if method == "eth_getTransactionCount":

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -41,9 +41,17 @@ def node_web3(url: str, data_dir: Path) -> Web3:
 def ledger_of(data_dir: Path, deployment: Deployment) -> Ledger:
     """A test ledger over the contract recorded for `data_dir`: its admin, fresh staff keys, the node token."""
     w3 = node_web3(deployment.rpc_url, data_dir)
-    return Ledger(w3=w3, contract=w3.eth.contract(address=deployment.voucher.address, abi=deployment.voucher.abi),
+    address = Web3.to_checksum_address(deployment.voucher.address)
+    return Ledger(w3=w3, contract=w3.eth.contract(address=address, abi=deployment.voucher.abi),
                   chain_id=deployment.chain_id, admin=admin_account(data_dir), issuer=Account.create(),
                   finance=Account.create(), supervisor=Account.create())  # fmt: skip
+
+
+def raw_transaction(signer: LocalAccount, fn: Any, **params: Any) -> bytes:
+    """The contract call `fn` with these transaction fields (gas price 0: the devnet's gas is free), signed by
+    `signer`: for sending straight to the node without waiting on it, or past the service."""
+    tx = fn.build_transaction({"from": signer.address, "gasPrice": 0, **params})
+    return bytes(signer.sign_transaction(tx).raw_transaction)
 
 
 def copy_node_access(devnet_dir: Path, target: Path) -> None:
@@ -80,7 +88,14 @@ class Ledger:
     _permitted: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
-        self.decoder = ErrorDecoder(self.contract.abi)
+        self.decoder = ErrorDecoder(cast("list[dict[str, Any]]", self.contract.abi))
+
+    def grant_staff_roles(self) -> None:
+        """Gives the issuer, finance and supervisor keys their roles, as an operator's first start does."""
+        f = self.contract.functions
+        for role, holder in ((ISSUER_ROLE, self.issuer), (FINANCE_ROLE, self.finance),
+                             (SUPERVISOR_ROLE, self.supervisor)):  # fmt: skip
+            self.send(f.grantRole(role, holder.address), self.admin)
 
     def permit(self, address: str) -> None:
         """Puts a test's own key on the node's allowlist, as the service does for the keys it makes."""
@@ -93,12 +108,12 @@ class Ledger:
     def send(self, fn: Any, sender: LocalAccount) -> TxReceipt:
         """Sends `fn` signed by `sender`; a revert raises `Reverted` carrying the decoded custom error."""
         self.permit(sender.address)
-        params = {"from": sender.address, "gasPrice": 0, "chainId": self.chain_id}
+        nonce = self.w3.eth.get_transaction_count(sender.address, "pending")
         try:
-            tx = fn.build_transaction({**params, "nonce": self.w3.eth.get_transaction_count(sender.address, "pending")})
+            raw = raw_transaction(sender, fn, chainId=self.chain_id, nonce=nonce)
         except ContractLogicError as exc:
             raise Reverted(self.decoder.decode(exc.data if isinstance(exc.data, str) else None), exc) from None
-        tx_hash = self.w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+        tx_hash = self.w3.eth.send_raw_transaction(raw)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
         assert receipt["status"] == 1, f"estimated fine but failed on chain: {receipt}"
         return receipt

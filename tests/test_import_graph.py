@@ -14,7 +14,19 @@ CHAIN_LIBRARIES = {"web3", "eth_account", "eth_abi", "eth_utils", "eth_typing", 
 CHAIN_LIBRARIES |= {"rlp", "solcx"}
 SQL_LIBRARIES = {"sqlmodel", "sqlalchemy"}
 # What a route leaves to services: the chain and the database that the context holds.
-CONTEXT_INTERNALS = {"chain", "engine", "reader", "read", "write", "fetch", "pipeline", "keys", "watcher"}
+CONTEXT_INTERNALS = {
+    "chain",
+    "engine",
+    "reader",
+    "read",
+    "write",
+    "fetch",
+    "pipeline",
+    "keys",
+    "follower",
+    "writer",
+    "reads",
+}
 
 
 def _module_name(path: Path) -> str:

@@ -1,10 +1,13 @@
-"""Test helpers for the API: an authenticated client and factories for participants, programmes, vouchers."""
+"""Test helpers for the API: an authenticated client, factories for participants, programmes, vouchers, and the
+redemption claims made against them."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,13 +154,7 @@ class Api:
         confirm: bool = True,
     ) -> dict[str, Any]:
         """The provider claims against a fresh invoice; the enterprise confirms (the burn) or refuses."""
-        body = {
-            "enterprise_id": enterprise["id"],
-            "programme_id": programme_id,
-            "invoice_number": invoice_number(),
-            "invoice_amount": invoice_amount,
-            "category": category,
-        }
+        body = claim_body(enterprise["id"], programme_id, invoice_amount, category=category)
         claim = self.ok(self.as_(self.key_for("provider", provider["id"])).post("/v1/redemptions", body), 201)
         mine = self.as_(self.key_for("enterprise", enterprise["id"]))
         if confirm:
@@ -165,8 +162,83 @@ class Api:
         return self.ok(mine.post(f"/v1/redemptions/{claim['id']}/refuse", {"reason": "not ours"}))  # type: ignore[no-any-return]
 
 
+@contextmanager
+def mining_stopped(api: Api) -> Iterator[None]:
+    """The devnet mines nothing while the block runs (transactions wait in its pool), then one block."""
+    rpc = api.service.ctx.chain.rpc
+    rpc.call("evm_setAutomine", [False])
+    try:
+        yield
+    finally:
+        rpc.call("evm_setAutomine", [True])
+        rpc.call("evm_mine", [])
+
+
 def invoice_number() -> str:
     return f"FP{os.urandom(8).hex().upper()}"
+
+
+def claim_body(enterprise_id: int, programme_id: int, invoice_amount: int = 20_000_00, **fields: Any) -> dict[str, Any]:
+    """A provider's redemption claim: a fresh invoice in the `intelligent` category unless `fields` say otherwise."""
+    return {
+        "enterprise_id": enterprise_id,
+        "programme_id": programme_id,
+        "invoice_number": invoice_number(),
+        "invoice_amount": invoice_amount,
+        "category": "intelligent",
+        **fields,
+    }
+
+
+@dataclass
+class Funded:
+    """A programme, an enterprise funded in it and the programme's providers, each speaking with a key of its own."""
+
+    api: Api
+    programme: dict[str, Any]
+    enterprise: dict[str, Any]
+    providers: list[dict[str, Any]]
+    as_enterprise: Api
+    as_providers: list[Api]
+
+    @property
+    def provider(self) -> dict[str, Any]:
+        return self.providers[0]
+
+    @property
+    def as_provider(self) -> Api:
+        return self.as_providers[0]
+
+    def claim(self, by: int = 0, **fields: Any) -> httpx.Response:
+        """A claim by the `by`-th provider (see `claim_body`: a ¥20,000 invoice unless told otherwise)."""
+        body = claim_body(self.enterprise["id"], self.programme["id"], **fields)
+        return self.as_providers[by].post("/v1/redemptions", body)
+
+    def confirm(self, claim: dict[str, Any]) -> httpx.Response:
+        return self.as_enterprise.post(f"/v1/redemptions/{claim['id']}/confirm")
+
+    def redeem(self, invoice_amount: int = 20_000_00, **fields: Any) -> dict[str, Any]:
+        """A claim that the enterprise confirms: the voucher burnt on chain. The confirmed redemption."""
+        claim = self.api.ok(self.claim(invoice_amount=invoice_amount, **fields), 201)
+        done: dict[str, Any] = self.api.ok(self.confirm(claim))
+        assert done["status"] == "confirmed", done
+        return done
+
+
+def funded(api: Api, *, providers: int = 1, amount: int = 100_000_00) -> Funded:
+    """A new programme with `providers` new providers, and a new enterprise holding `amount` in it."""
+    made = [api.provider() for _ in range(providers)]
+    enterprise = api.enterprise()
+    programme = api.programme([p["id"] for p in made])
+    api.fund(enterprise, programme["id"], amount)
+    return Funded(
+        api,
+        programme,
+        enterprise,
+        made,
+        api.as_(api.key_for("enterprise", enterprise["id"])),
+        [api.as_(api.key_for("provider", p["id"])) for p in made],
+    )
 
 
 def _iso(ts: int) -> str:

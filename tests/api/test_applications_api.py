@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.models.states import TxKind
 from tests.api.support import Api, _iso, invoice_number
 
 pytestmark = pytest.mark.both_databases
@@ -274,7 +275,7 @@ def paused(api: Api, provider: dict[str, Any], issuer: Api) -> Iterator[Paused]:
     finally:  # the chain is shared with other modules: resume even if the test or the API failed
         ctx = api.service.ctx
         if ctx.chain.paused():
-            ctx.chain.send(ctx.operators["admin"], "unpause", kind="unpause")
+            ctx.chain.send(ctx.operators["admin"], "unpause", kind=TxKind.UNPAUSE)
     assert api.ok(api.get("/v1/health"))["paused"] is False
 
 

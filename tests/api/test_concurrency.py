@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend.models import ChainTx, Redemption
 from tests.api.support import Api, invoice_number
@@ -39,6 +39,7 @@ def test_200_concurrent_redemptions_from_20_providers(api: Api) -> None:
         claims = list(pool.map(claim, range(CLAIMS)))
     # Each provider's key signs 10 burns at the same moment: the nonce reservation is what is under test.
     by_enterprise = {e["id"]: client for e, client in zip(enterprises, as_enterprise, strict=True)}
+
     def confirm(c: dict[str, Any]) -> Any:
         return by_enterprise[c["enterprise_id"]].post_alone(f"/v1/redemptions/{c['id']}/confirm")
 
@@ -53,8 +54,8 @@ def test_200_concurrent_redemptions_from_20_providers(api: Api) -> None:
     ctx = api.service.ctx
     with Session(ctx.engine) as s:
         txs = s.exec(
-            select(ChainTx).where(ChainTx.kind == "redeem", ChainTx.ref.in_([str(c["id"]) for c in claims]))
-        ).all()  # type: ignore[attr-defined]
+            select(ChainTx).where(ChainTx.kind == "redeem", col(ChainTx.ref).in_([str(c["id"]) for c in claims]))
+        ).all()
         rows = s.exec(select(Redemption).where(Redemption.programme_id == programme["id"])).all()
     assert len(txs) == CLAIMS and all(t.status == "confirmed" for t in txs)  # one transaction per claim
     per_signer: dict[str, list[int]] = {}

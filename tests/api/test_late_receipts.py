@@ -4,37 +4,19 @@ monitor later records the outcome exactly as the request would have. Mining is p
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backend.audit.reconcile import reconcile
-from backend.chain.deploy import Deployment
 from backend.services.monitor import sweep
-from backend.settings import Settings
-from tests.api.conftest import own_contract_dir, run_service
-from tests.api.support import Api, Service, invoice_number
+from tests.api.support import Api, Service, claim_body, mining_stopped
+from tests.factory import ServiceFactory
 
 
 @pytest.fixture(scope="module")
-def service(
-    devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    data_dir = own_contract_dir(devnet_dir, tmp_path_factory.mktemp("late"))
-    yield from run_service(Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=0.3))
-
-
-@contextmanager
-def mining_stopped(api: Api) -> Iterator[None]:
-    rpc = api.service.ctx.chain.rpc
-    rpc.call("evm_setAutomine", [False])
-    try:
-        yield
-    finally:
-        rpc.call("evm_setAutomine", [True])
-        rpc.call("evm_mine", [])
+def service(services: ServiceFactory, database_url: str) -> Iterator[Service]:
+    yield from services.serve("late", own_contract=True, database_url=database_url, receipt_wait_s=0.3)
 
 
 def _settle(api: Api) -> int:
@@ -105,19 +87,7 @@ def test_late_programme_registration_issuance_and_redemption_complete(api: Api) 
     assert (issued["status"], issued["approved_amount"]) == ("issued", 40_000_00)
 
     as_provider = api.as_(api.key_for("provider", provider["id"]))
-    claim = api.ok(
-        as_provider.post(
-            "/v1/redemptions",
-            {
-                "enterprise_id": enterprise["id"],
-                "programme_id": programme["id"],
-                "invoice_number": invoice_number(),
-                "invoice_amount": 10_000_00,
-                "category": "intelligent",
-            },
-        ),
-        201,
-    )
+    claim = api.ok(as_provider.post("/v1/redemptions", claim_body(enterprise["id"], programme["id"], 10_000_00)), 201)
     with mining_stopped(api):
         pending = as_enterprise.post(f"/v1/redemptions/{claim['id']}/confirm")
         _pending(pending)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from backend.audit.reconcile import reconcile, recorded_balances
@@ -38,7 +40,7 @@ def test_full_lifecycle_leaves_database_and_chain_in_agreement(api: Api) -> None
     batch = api.ok(issuer.post("/v1/applications/approve-batch", {"application_ids": [apps[1]["id"], apps[2]["id"]]}))
     assert len({a["tx_hash"] for a in batch}) == 1
 
-    def redeem(i: int, p: int, invoice: int, confirm: bool = True) -> dict:
+    def redeem(i: int, p: int, invoice: int, confirm: bool = True) -> dict[str, Any]:
         body = {
             "enterprise_id": enterprises[i]["id"],
             "programme_id": pid,
@@ -48,7 +50,9 @@ def test_full_lifecycle_leaves_database_and_chain_in_agreement(api: Api) -> None
         }
         claim = api.ok(as_p[p].post("/v1/redemptions", body), 201)
         action = "confirm" if confirm else "refuse"
-        return api.ok(as_e[i].post(f"/v1/redemptions/{claim['id']}/{action}", None if confirm else {"reason": "no"}))
+        done: dict[str, Any] = api.ok(as_e[i].post(f"/v1/redemptions/{claim['id']}/{action}",
+                                                   None if confirm else {"reason": "no"}))  # fmt: skip
+        return done
 
     assert redeem(0, 0, 200_000_00)["status"] == "confirmed"  # ¥100,000 subsidy
     assert redeem(1, 1, 300_000_01)["amount"] == 150_000_00  # rounds down to the fen

@@ -18,7 +18,7 @@ from backend.models import ChainEvent, MirrorBlock
 from backend.services.context import Context
 from backend.services.wiring import build_context
 from tests.api.support import Api, Service
-from tests.support import node_web3
+from tests.support import node_web3, raw_transaction
 
 pytestmark = pytest.mark.both_databases
 
@@ -56,17 +56,17 @@ def registration_tx(ctx: Context, data_dir: Any, *, nonce_back: int = 0) -> tupl
     contract = w3.eth.contract(address=ctx.chain.address, abi=ctx.chain.deployment.voucher.abi)
     account = Account.create().address
     nonce = w3.eth.get_transaction_count(admin.address, "pending") - nonce_back
-    tx = contract.functions.registerParticipant(account, 1, os.urandom(32)).build_transaction(
-        {"from": admin.address, "nonce": nonce, "gasPrice": 0, "gas": 200_000}
-    )
-    return "0x" + admin.sign_transaction(tx).raw_transaction.hex(), str(account)
+    raw = raw_transaction(admin, contract.functions.registerParticipant(account, 1, os.urandom(32)), nonce=nonce,
+                          gas=200_000)  # fmt: skip
+    return "0x" + raw.hex(), str(account)
 
 
 def outside_registration(ctx: Context, data_dir: Any) -> str:
     """The admin key registers a participant straight on the node: the service never sees the transaction."""
     raw, account = registration_tx(ctx, data_dir)
-    receipt = ctx.chain.rpc.call("eth_sendRawTransaction", [raw])
-    assert ctx.follower.wait_blocking(receipt, 30)["status"] == "0x1"
+    tx_hash = ctx.chain.rpc.call("eth_sendRawTransaction", [raw])
+    receipt = ctx.follower.wait_blocking(tx_hash, 30)
+    assert receipt is not None and receipt["status"] == "0x1"
     return account
 
 

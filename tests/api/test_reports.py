@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +33,9 @@ from backend.audit import mirror
 from backend.audit.report_competition import competition, flags, hhi, top_share
 from backend.audit.report_figures import Attributes, Period, display, economic, social
 from backend.models import ChainEvent
+from backend.models.states import TxKind
 from tests.api.support import Api, Service, _iso, invoice_number
+from tests.polling import eventually
 
 pytestmark = pytest.mark.both_databases
 DAY = 86400
@@ -96,9 +97,8 @@ def scenario(api: Api) -> Scenario:
     now = api.chain_time()
     boundary = _iso(now)  # the empty block just mined; phase 2's blocks come after it
     # Consent deadlines use the block follower's cached clock: wait until it has seen the jump.
-    deadline = time.monotonic() + 10
-    while (api.service.ctx.follower.head_time() or 0) < now and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: (api.service.ctx.follower.head_time() or 0) >= now, timeout=10, interval=0.05,
+               message="the block follower did not see the jump in time")  # fmt: skip
 
     _redeem(api, p["P1"], e["E2"], a, invoice_amount=40_000_00, category="general")
     _redeem(api, p["P3"], e["E3"], a, invoice_amount=20_000_00, category="supercomputing")
@@ -108,7 +108,7 @@ def scenario(api: Api) -> Scenario:
     api.ok(supervisor.post("/v1/revocations", revoke))
     # The issuer reclaims one holder only, straight on chain: the report must see it from the chain's events.
     ctx = api.service.ctx
-    ctx.chain.send(ctx.operators["issuer"], "reclaim", b, [e["E3"]["address"]], kind="reclaim", ref=str(b))
+    ctx.chain.send(ctx.operators["issuer"], "reclaim", b, [e["E3"]["address"]], kind=TxKind.RECLAIM, ref=str(b))
     return Scenario(a, b, boundary, e, p)
 
 
@@ -116,8 +116,8 @@ def report(api: Api, name: str, **params: Any) -> dict[str, Any]:
     return api.ok(api.get(f"/v1/reports/{name}", **params))  # type: ignore[no-any-return]
 
 
-def rows(data: dict[str, Any], key: str = "key") -> dict[str, dict[str, Any]]:
-    return {r[key]: {k: v for k, v in r.items() if k != key} for r in data}  # type: ignore[attr-defined]
+def rows(data: list[dict[str, Any]], key: str = "key") -> dict[str, dict[str, Any]]:
+    return {r[key]: {k: v for k, v in r.items() if k != key} for r in data}
 
 
 # ---------------------------------------------------------------- economic ledger
@@ -352,17 +352,17 @@ def redeemed(account: str, provider: str, amount: int, *, pid: int = 1, day: int
 
 
 def test_hhi_and_top3_without_redemptions_are_zero_and_unflagged() -> None:
-    assert (hhi([]), top_share([])) == (0, 0)
+    assert (hhi([]), top_share([])) == (Fraction(0), Fraction(0))
     result = competition(
         [], programme_id=None, period=Period(), hhi_threshold=Fraction(1), top_threshold=Fraction(1, 100)
     )
-    assert (result.hhi, result.top_share, result.flags, result.providers) == (0, 0, [], [])
+    assert (result.hhi, result.top_share, result.flags, result.providers) == (Fraction(0), Fraction(0), [], [])
 
 
 def test_one_provider_is_a_monopoly_of_10000() -> None:
     result = competition([redeemed("0xE", "0xP", 7)], programme_id=None, period=Period(),
                          hhi_threshold=Fraction(2500), top_threshold=Fraction(4, 5))  # fmt: skip
-    assert (result.hhi, result.top_share) == (10_000, 1)
+    assert (result.hhi, result.top_share) == (Fraction(10_000), Fraction(1))
     assert [f.measure for f in result.flags] == ["hhi", "top3_share"]
 
 
@@ -372,7 +372,7 @@ def test_hhi_and_top3_are_exact_and_flag_only_above_the_line() -> None:
     assert hhi([1, 2]) == Fraction(50_000, 9)  # 10,000 × 5/9
     assert top_share([40, 30, 20, 10]) == Fraction(9, 10)
     over = flags(Fraction(2501), Fraction(3, 4), hhi_threshold=Fraction(2500), top_threshold=Fraction(3, 4))
-    assert [(f.measure, f.value) for f in over] == [("hhi", 2501)]
+    assert [(f.measure, f.value) for f in over] == [("hhi", Fraction(2501))]
 
 
 def test_display_rounds_half_to_even_on_integers() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlmodel import Session, select
 
 from backend.models import ManagedKey
@@ -85,5 +86,5 @@ def test_failed_startup_messages_hold_no_secrets(tmp_path: Path) -> None:
 
     weak = "00" * 32
     with pytest.raises(ValueError) as info:
-        Settings(data_dir=tmp_path, master_key=weak)
+        Settings(data_dir=tmp_path, master_key=SecretStr(weak))
     assert weak not in str(info.value)

@@ -8,59 +8,33 @@ import io
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_utils.crypto import keccak
 from sqlmodel import Session, col, select
 
-from backend.chain.deploy import Deployment
 from backend.models import SettlementClaim
 from backend.services.monitor import sweep
 from backend.services.settlement_document import CSV_COLUMNS
 from backend.services.settlements import SETTLEMENT_TAG
-from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
-from tests.api.support import Api, Service, _iso, invoice_number
+from tests.api.support import Api, Funded, Service, _iso, funded, mining_stopped
+from tests.factory import ServiceFactory
 
 pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture(scope="module")
-def service(
-    devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
+def service(services: ServiceFactory, database_url: str) -> Iterator[Service]:
     # Automine answers within milliseconds; a short wait lets the late-anchor test see a 202 quickly.
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("settlements"))
-    yield from run_service(Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=3.0))
+    yield from services.serve("settlements", database_url=database_url, receipt_wait_s=3.0)
 
 
 @dataclass
-class Parties:
-    api: Api
-    programme: dict[str, Any]
-    enterprise: dict[str, Any]
-    provider: dict[str, Any]
-    as_enterprise: Api
-    as_provider: Api
+class Parties(Funded):
     as_finance: Api
     since: int  # chain time before any of this provider's redemptions
-
-    def redeem(self, invoice_amount: int = 20_000_00, number: str | None = None) -> dict[str, Any]:
-        body = {
-            "enterprise_id": self.enterprise["id"],
-            "programme_id": self.programme["id"],
-            "invoice_number": number or invoice_number(),
-            "invoice_amount": invoice_amount,
-            "category": "intelligent",
-        }
-        claim = self.api.ok(self.as_provider.post("/v1/redemptions", body), 201)
-        done = self.api.ok(self.as_enterprise.post(f"/v1/redemptions/{claim['id']}/confirm"))
-        assert done["status"] == "confirmed"
-        return done  # type: ignore[no-any-return]
 
     def period(self, until: int | None = None) -> dict[str, Any]:
         end = self.api.chain_time() + 1 if until is None else until
@@ -72,19 +46,8 @@ class Parties:
 
 @pytest.fixture
 def parties(api: Api) -> Parties:
-    provider, enterprise = api.provider(), api.enterprise()
-    programme = api.programme([provider["id"]])
-    api.fund(enterprise, programme["id"], 200_000_00)
-    return Parties(
-        api,
-        programme,
-        enterprise,
-        provider,
-        api.as_(api.key_for("enterprise", enterprise["id"])),
-        api.as_(api.key_for("provider", provider["id"])),
-        api.as_(api.key_for("finance")),
-        api.chain_time(),
-    )
+    world = funded(api, amount=200_000_00)
+    return Parties(**vars(world), as_finance=api.as_(api.key_for("finance")), since=api.chain_time())
 
 
 def _code(response: Any) -> tuple[int, str]:
@@ -320,21 +283,10 @@ def test_period_is_judged_by_block_time(api: Api, parties: Parties) -> None:
     assert [x["redemption_id"] for x in second["lines"]] == [late["id"]]
 
 
-@contextmanager
-def _mining_stopped(api: Api) -> Iterator[None]:
-    rpc = api.service.ctx.chain.rpc
-    rpc.call("evm_setAutomine", [False])
-    try:
-        yield
-    finally:
-        rpc.call("evm_setAutomine", [True])
-        rpc.call("evm_mine", [])
-
-
 def test_late_anchor_is_completed_by_the_monitor(api: Api, parties: Parties) -> None:
     parties.redeem()
     batch = api.ok(parties.submit(), 201)
-    with _mining_stopped(api):
+    with mining_stopped(api):
         pending = parties.as_finance.post(f"/v1/settlements/{batch['id']}/approve")
         assert pending.status_code == 202 and pending.json()["status"] == "approving"
         busy = parties.as_finance.post(f"/v1/settlements/{batch['id']}/return", {"reason": "changed my mind"})

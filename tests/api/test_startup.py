@@ -6,17 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from backend.chain import devnet
 from backend.chain.deploy import Deployment
 from backend.services.wiring import build_context
 from backend.settings import ConfigError, Settings
-from tests.api.conftest import service_data_dir
+from tests.factory import ServiceFactory
 
 
 @pytest.fixture
-def data_dir(devnet_dir: Path, deployment: Deployment, tmp_path: Path) -> Path:
-    return service_data_dir(devnet_dir, tmp_path / "svc")
+def data_dir(services: ServiceFactory, tmp_path: Path) -> Path:
+    return services.folder(tmp_path / "svc")
 
 
 def _edit(data_dir: Path, **changes: object) -> None:
@@ -57,7 +58,7 @@ def test_refuses_a_missing_deployment(tmp_path: Path) -> None:
 @pytest.mark.parametrize("key", ["00" * 32, "ab" * 16, "not-hex", "0123456789abcdef" * 4 + "00"])
 def test_refuses_a_weak_or_malformed_master_key(tmp_path: Path, key: str) -> None:
     with pytest.raises(ValueError, match="VOUCHER_MASTER_KEY must be"):
-        Settings(data_dir=tmp_path, master_key=key)
+        Settings(data_dir=tmp_path, master_key=SecretStr(key))
 
 
 def test_refuses_a_master_key_file_others_can_read(data_dir: Path) -> None:

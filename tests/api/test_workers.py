@@ -2,75 +2,34 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlmodel import Session, select
 
-from backend.chain import devnet
-from backend.chain.deploy import Deployment
 from backend.models import ChainTx
-from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
-from tests.api.support import Api, Service, invoice_number
+from tests.api.support import Api, Service, claim_body
+from tests.factory import ServiceFactory
+from tests.service_process import ServiceProcess
 
 pytestmark = pytest.mark.both_databases
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def service(
-    devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("workers"))
-    yield from run_service(Settings(data_dir=data_dir, database_url=database_url))
+def service(services: ServiceFactory, database_url: str) -> Iterator[Service]:
+    yield from services.serve("workers", database_url=database_url)
 
 
 @pytest.fixture(scope="module")
 def workers(service: Service, database_url: str) -> Iterator[str]:
     """Two more worker processes (uvicorn --workers 2) on the same data folder and database."""
-    port = devnet.free_port()
-    env = {**os.environ, "VOUCHER_DATA_DIR": str(service.data_dir), "DATABASE_URL": database_url}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "backend.api.main:app",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc = ServiceProcess(service.data_dir, database_url, workers=2).start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the worker processes did not start"
-            time.sleep(0.2)
-        yield url
+        yield proc.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        proc.stop()
 
 
 def test_redemptions_spread_over_three_processes_never_reuse_a_nonce(api: Api, workers: str) -> None:
@@ -84,13 +43,7 @@ def test_redemptions_spread_over_three_processes_never_reuse_a_nonce(api: Api, w
 
     def redeem(i: int) -> int:
         with httpx.Client(base_url=urls[i % 2], timeout=60) as http:
-            body = {
-                "enterprise_id": enterprise["id"],
-                "programme_id": programme["id"],
-                "invoice_number": invoice_number(),
-                "invoice_amount": 1_000_00,
-                "category": "intelligent",
-            }
+            body = claim_body(enterprise["id"], programme["id"], 1_000_00)
             claim = http.post("/v1/redemptions", json=body, headers={"Authorization": f"Bearer {provider_keys[i % 4]}"})
             assert claim.status_code == 201, claim.text
             # Confirm through the other process than the one that took the claim.

@@ -10,22 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
 
 from backend.chain import compiler
-from backend.chain.deploy import CONTRACT, DEPLOYMENT_FILE, ContractRecord, Deployment, admin_account, ensure_deployed
-from tests.support import (
-    ENTERPRISE,
-    FINANCE_ROLE,
-    ISSUER_ROLE,
-    PROVIDER,
-    SUPERVISOR_ROLE,
-    Ledger,
-    copy_node_access,
-    node_web3,
-)
+from backend.chain.deploy import CONTRACT, DEPLOYMENT_FILE, ContractRecord, Deployment, admin_account
+from tests.factory import ServiceFactory
+from tests.support import ENTERPRISE, PROVIDER, Ledger, ledger_of, node_web3
 
 FAULTY_SOURCE = "tests/audit/contracts/FaultyVoucher.sol"
 
@@ -43,27 +34,11 @@ class CleanChain:
 
 
 @pytest.fixture(scope="module")
-def clean_chain(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> CleanChain:
-    folder = tmp_path_factory.mktemp("audit-clean")
-    copy_node_access(devnet_dir, folder)  # no deployment.json: a fresh contract
-    dep = ensure_deployed(folder, deployment.rpc_url)
-    w3 = node_web3(dep.rpc_url, folder)
-    ledger = Ledger(
-        w3=w3,
-        contract=w3.eth.contract(address=dep.voucher.address, abi=dep.voucher.abi),
-        chain_id=dep.chain_id,
-        admin=admin_account(folder),
-        issuer=Account.create(),
-        finance=Account.create(),
-        supervisor=Account.create(),
-    )
-    f, ev = ledger.contract.functions, Counter[str]()
-    for role, holder in (
-        (ISSUER_ROLE, ledger.issuer),
-        (FINANCE_ROLE, ledger.finance),
-        (SUPERVISOR_ROLE, ledger.supervisor),
-    ):
-        ledger.send(f.grantRole(role, holder.address), ledger.admin)
+def clean_chain(services: ServiceFactory) -> CleanChain:
+    folder = services.folder("audit-clean", own_contract=True)
+    ledger = ledger_of(folder, Deployment.load(folder / DEPLOYMENT_FILE))
+    f, ev, w3 = ledger.contract.functions, Counter[str](), ledger.w3
+    ledger.grant_staff_roles()
     ev["RoleGranted"] += 1 + 3  # the constructor's admin grant, then these
     e1, e2, e3, e4 = (ledger.new_participant(ENTERPRISE) for _ in range(4))
     provider = ledger.new_participant(PROVIDER)

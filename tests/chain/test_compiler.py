@@ -23,8 +23,11 @@ def _copy_project(root: Path) -> Path:
     return root
 
 
+Built = tuple[Path, Path, dict[str, compiler.Artifact]]  # a project root, its out dir, what was built there
+
+
 @pytest.fixture(scope="module")
-def copied(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, compiler.Artifact]]:
+def copied(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """The project's sources at another path, built once into their own out dir."""
     base = tmp_path_factory.mktemp("elsewhere")
     root = _copy_project(base / "some" / "other" / "checkout")
@@ -32,7 +35,7 @@ def copied(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[s
     return root, out, compiler.build(root=root, out_dir=out, force=True)
 
 
-def test_the_same_sources_always_give_the_same_bytecode(tmp_path: Path, copied: tuple) -> None:
+def test_the_same_sources_always_give_the_same_bytecode(tmp_path: Path, copied: Built) -> None:
     first = compiler.build(out_dir=tmp_path / "a", force=True)[CONTRACT]
     second = compiler.build(out_dir=tmp_path / "b", force=True)[CONTRACT]
     elsewhere = copied[2][CONTRACT]
@@ -43,7 +46,7 @@ def test_the_same_sources_always_give_the_same_bytecode(tmp_path: Path, copied: 
         assert other.metadata == first.metadata
 
 
-def test_build_writes_artifacts_and_reuses_them_until_a_source_changes(tmp_path: Path, copied: tuple) -> None:
+def test_build_writes_artifacts_and_reuses_them_until_a_source_changes(tmp_path: Path, copied: Built) -> None:
     root, out, built = copied
     path = out / f"{CONTRACT}.json"
     saved = json.loads(path.read_text())

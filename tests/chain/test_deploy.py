@@ -41,7 +41,7 @@ def test_deploy_is_idempotent(node: tuple[Path, devnet.DevnetInfo]) -> None:
     data_dir, info = node
     w3 = Web3(Web3.HTTPProvider(info.rpc_url))
     first = ensure_deployed(data_dir, info.rpc_url)
-    admin = first.admin
+    admin = Web3.to_checksum_address(first.admin)
     assert w3.eth.get_transaction_count(admin) == 1  # one transaction: the deployment
     block = w3.eth.block_number
     second = ensure_deployed(data_dir, info.rpc_url)

@@ -9,7 +9,8 @@ from coincurve import PublicKey
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from backend.chain.consent import Redemption, consent_digest
 from tests.support import ENTERPRISE, PROVIDER, Ledger
@@ -31,7 +32,9 @@ def _recovered(ledger: Ledger, r: Redemption, provider: str, signature: bytes) -
     return str(Account._recover_hash(digest, signature=signature))
 
 
-def test_digest_matches_eth_account_and_the_contract(ledger: Ledger, parties: tuple[int, LocalAccount, LocalAccount]):
+def test_digest_matches_eth_account_and_the_contract(
+    ledger: Ledger, parties: tuple[int, LocalAccount, LocalAccount]
+) -> None:
     pid, enterprise, provider = parties
     r = ledger.claim(enterprise, pid, 500)
     ours = consent_digest(r, provider.address, chain_id=ledger.chain_id, contract=ledger.contract.address)

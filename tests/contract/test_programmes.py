@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.support import ADMIN_ROLE, ENTERPRISE, PROVIDER, YEAR, Ledger
@@ -80,7 +82,7 @@ def test_set_programme_provider_on_unknown_programme_is_refused(ledger: Ledger) 
 
 def test_only_admin_creates_programmes(ledger: Ledger) -> None:
     now = ledger.now()
-    params = (100, 10, 5000, now, now + YEAR, 1, [])
+    params: tuple[Any, ...] = (100, 10, 5000, now, now + YEAR, 1, [])
     for sender in (ledger.issuer, ledger.supervisor, ledger.finance):
         with ledger.reverts("AccessControlUnauthorizedAccount", account=sender.address, neededRole=ADMIN_ROLE):
             ledger.send(ledger.contract.functions.createProgramme(params), sender)

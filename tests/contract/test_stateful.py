@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from eth_abi import decode, encode
+from eth_abi.abi import decode, encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import ABIFunction
 from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types, get_abi_output_types
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from web3 import HTTPProvider
 
 from backend.chain.consent import Redemption
 from tests.support import ENTERPRISE, PROVIDER, Ledger
@@ -34,9 +36,7 @@ from tests.support import ENTERPRISE, PROVIDER, Ledger
 TICK, BPS = 3600, 10_000
 MAX_ACCOUNTS = {ENTERPRISE: 5, PROVIDER: 3}
 MAX_PROGRAMMES = 10
-MIN_STEPS = 3_000
-SETTINGS = settings(max_examples=75, stateful_step_count=60, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+MIN_STEPS = 2 / 3  # of the profile's examples × steps: runs that end early must not hollow the search out
 IDX = st.integers(0, 63)  # an index into a model list, taken modulo its length
 PCT = st.integers(1, 120)  # an amount as a percentage of a balance or cap (rounded down, so maybe 0), or > 100
 REPLAY = st.sampled_from(["", "", "", "invoice", "nonce", "deadline"])  # what a redemption reuses, or lets expire
@@ -78,11 +78,13 @@ class VoucherMachine(RuleBasedStateMachine):
         self.snapshot = self._rpc("evm_snapshot")
         self._rpc("evm_mine")
         self.t0, self.pos, self.serial = ledger.now(), 0.0, itertools.count(1)  # pos: chain time in ticks since t0
-        strangers = [Account.create(), Account.create()]  # never registered
+        self.keys = itertools.count(1)
+        strangers = [self._account(), self._account()]  # never registered
         self.accounts: dict[str, LocalAccount] = {a.address: a for a in strangers}
-        self.kind = {a.address: 0 for a in strangers}
+        self.kind: dict[str, int] = {a.address: 0 for a in strangers}
         for kind in (ENTERPRISE, ENTERPRISE, PROVIDER, PROVIDER):  # a head start; rules register more
-            account = ledger.new_participant(kind)
+            account = self._account()
+            ledger.send(self.c.functions.registerParticipant(account.address, kind, b"\1" * 32), ledger.admin)
             self.accounts[account.address], self.kind[account.address] = account, kind
         self.frozen: set[str] = set()
         self.progs: list[Prog] = []  # this example's programmes: chain ids base + 1, base + 2, ...
@@ -92,7 +94,8 @@ class VoucherMachine(RuleBasedStateMachine):
         self.invoices: set[bytes] = set()  # every invoice hash tried
         self.redeemed: set[bytes] = set()
         self.nonces: dict[str, set[int]] = {}
-        fns = [f for f in self.c.abi if f.get("type") == "function"]  # selector, input and output types, by name
+        # selector, input and output types, by name
+        fns = [cast(ABIFunction, f) for f in self.c.abi if f.get("type") == "function"]
         self.sigs = {f["name"]: (function_abi_to_4byte_selector(f), get_abi_input_types(f), get_abi_output_types(f))
                      for f in fns}  # fmt: skip
         stats["examples"] += 1
@@ -103,6 +106,12 @@ class VoucherMachine(RuleBasedStateMachine):
     # -- helpers ------------------------------------------------------------------------------------------
     def _rpc(self, method: str, *params: Any) -> Any:
         return self.ledger.w3.provider.make_request(method, list(params))["result"]  # type: ignore[arg-type]
+
+    def _account(self) -> LocalAccount:
+        """The example's next account, from a fixed key (every example reverts the chain, so keys may repeat):
+        with a derandomized profile a run, the order the model sorts accounts in included, is the same every time."""
+        account: LocalAccount = Account.from_key(self.ledger.w3.keccak(text=f"stateful account {next(self.keys)}"))
+        return account
 
     def _ts(self, tick: float) -> int:
         return self.t0 + int(tick * TICK)
@@ -181,7 +190,7 @@ class VoucherMachine(RuleBasedStateMachine):
             addr = known[again % len(known)]
             error = err("ParticipantAlreadyRegistered", account=addr, kind=self.kind[addr])
             return self._expect(self.c.functions.registerParticipant(addr, kind, b"\1" * 32), self.ledger.admin, error)
-        account = Account.create()
+        account = self._account()
         self._expect(self.c.functions.registerParticipant(account.address, kind, b"\1" * 32), self.ledger.admin, None)
         self.accounts[account.address], self.kind[account.address] = account, kind
 
@@ -351,7 +360,7 @@ class VoucherMachine(RuleBasedStateMachine):
         """Many view calls in one JSON-RPC batch, decoded."""
         requests = [("eth_call", [{"to": self.c.address, "data": "0x" + (self.sigs[name][0] + encode(
             self.sigs[name][1], args)).hex()}, "latest"]) for name, args in calls]  # fmt: skip
-        responses = self.ledger.w3.provider.make_batch_request(requests)  # type: ignore[arg-type]
+        responses = cast(HTTPProvider, self.ledger.w3.provider).make_batch_request(requests)  # type: ignore[arg-type]
         assert isinstance(responses, list) and all("result" in r for r in responses), responses
         return [decode(self.sigs[name][2], bytes.fromhex(r["result"][2:]))
                 for (name, _), r in zip(calls, responses, strict=True)]  # fmt: skip
@@ -385,7 +394,10 @@ class VoucherMachine(RuleBasedStateMachine):
 
 
 def test_voucher_state_machine(session_ledger: Ledger) -> None:
+    # How many examples and steps, and whether derandomized: the Hypothesis profile (tests/conftest.py).
+    run = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
     stats: Counter[str] = Counter()
-    run_state_machine_as_test(lambda: VoucherMachine(session_ledger, stats), settings=SETTINGS)
+    # Hypothesis takes any factory of machines (its stub says a class): this one shares the ledger and the stats.
+    run_state_machine_as_test(lambda: VoucherMachine(session_ledger, stats), settings=run)  # type: ignore[arg-type]
     print(sorted(stats.items()))  # what the run exercised, with -s
-    assert stats["checks"] - stats["examples"] >= MIN_STEPS, stats
+    assert stats["checks"] - stats["examples"] >= MIN_STEPS * run.max_examples * run.stateful_step_count, stats

@@ -7,21 +7,20 @@ import io
 import json
 import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from backend.chain import devnet
 from backend.chain.deploy import Deployment, ensure_deployed
 from backend.commands.backup_crypto import PASSPHRASE_ENV, seal, unseal
 from backend.commands.cli import main
-from backend.settings import Settings
-from tests.api.conftest import BACKENDS, PG_ADMIN_URL, run_service
 from tests.api.support import Api, Service
+from tests.factory import backends, pg_database, run_service, service_settings
 
 SECRET_FILES = ("master.key", "admin.key", "admin-api-key")
 PASSPHRASE = "correct horse battery staple"
@@ -41,28 +40,19 @@ class Original:
 
 
 @pytest.fixture(scope="module")
-def pg_databases() -> Iterator[list[str]]:
-    made: list[str] = []
-    yield made
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pg_databases() -> Iterator[ExitStack]:
+    """Drops the PostgreSQL databases made for this module when it is done."""
+    with ExitStack() as stack:
+        yield stack
 
 
-def fresh_database(kind: str, folder: Path, made: list[str]) -> str | None:
+def fresh_database(kind: str, made: ExitStack) -> str | None:
     """A new empty database: None means SQLite in the data folder (the default)."""
-    if kind == "sqlite":
-        return None
-    name = f"cvl_backup_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    made.append(name)
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    return None if kind == "sqlite" else made.enter_context(pg_database("cvl_backup"))
 
 
-def serve(data_dir: Path, database_url: str | None) -> Iterator[Service]:
-    url = database_url or f"sqlite:///{data_dir / 'ledger.db'}"
-    return run_service(Settings(data_dir=data_dir, database_url=url, receipt_wait_s=15.0))
+def serve(data_dir: Path, database_url: str | None) -> Generator[Service, None, None]:
+    return run_service(service_settings(data_dir, database_url=database_url))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -84,17 +74,17 @@ def sealed(tar_gz: bytes, target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=backends())
 def original(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    pg_databases: list[str],
+    pg_databases: ExitStack,
     monkeypatch_module: pytest.MonkeyPatch,
 ) -> Original:
     kind = str(request.param)
     folder = tmp_path_factory.mktemp("original")
     data_dir, archive = folder / "data", folder / "ledger.backup"
-    database_url = fresh_database(kind, folder, pg_databases)
+    database_url = fresh_database(kind, pg_databases)
     info = devnet.up(data_dir, port=0, block_time=None)
     try:
         contract = ensure_deployed(data_dir, info.rpc_url).voucher.address
@@ -145,12 +135,12 @@ def test_archive_is_private_and_lists_what_it_holds(original: Original) -> None:
 def test_restored_folder_runs_the_same_ledger(
     original: Original,
     tmp_path: Path,
-    pg_databases: list[str],
+    pg_databases: ExitStack,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     restored = tmp_path / "restored"
-    database_url = fresh_database(original.database, tmp_path, pg_databases)
+    database_url = fresh_database(original.database, pg_databases)
     if database_url is not None:
         monkeypatch.setenv("DATABASE_URL", database_url)
     assert main(["restore", "--from", str(original.archive), "--data-dir", str(restored)]) == 0

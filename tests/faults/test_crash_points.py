@@ -4,11 +4,9 @@ database, event mirror and chain agree."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,14 +14,13 @@ import pytest
 from eth_utils.crypto import keccak
 from sqlmodel import Session, func, select
 
-from backend.chain.deploy import Deployment
 from backend.models import Application, ChainTx, Participant, Redemption
 from backend.services.context import Context
 from backend.services.wiring import build_context
-from backend.settings import Settings
-from tests.api.conftest import own_contract_dir
-from tests.api.support import Api, Service, credit_code, invoice_number
-from tests.faults.service_process import ServiceProcess
+from tests.api.support import Api, Service, claim_body, credit_code
+from tests.factory import ServiceFactory, service_settings
+from tests.polling import eventually
+from tests.service_process import ServiceProcess
 
 Y = 100  # fen per yuan
 PIPELINE = ("pipeline.stored", "pipeline.broadcast", "pipeline.receipt")
@@ -59,17 +56,16 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    data_dir = own_contract_dir(devnet_dir, tmp_path_factory.mktemp("crash"))
-    database_url = f"sqlite:///{data_dir / 'ledger.db'}"
+def world(services: ServiceFactory) -> Iterator[World]:
+    data_dir = services.folder("crash", own_contract=True)
+    settings = service_settings(data_dir)
     # The default lease (60 s): a retry must take over because the killed process is gone, not because time passed.
-    proc = ServiceProcess(data_dir, database_url, VOUCHER_RECEIPT_WAIT_S="10")
+    proc = ServiceProcess(data_dir, settings.db_url, VOUCHER_RECEIPT_WAIT_S="10")
     proc.start()
-    ctx = build_context(Settings(data_dir=data_dir, database_url=database_url))
+    ctx = build_context(settings)
     try:
-        service = Service(
-            url=proc.url, data_dir=data_dir, ctx=ctx, admin_key=(data_dir / "admin-api-key").read_text().strip()
-        )
+        admin_key = (data_dir / "admin-api-key").read_text().strip()
+        service = Service(url=proc.url, data_dir=data_dir, ctx=ctx, admin_key=admin_key)
         with Api(service) as api:
             provider, enterprise = api.provider(), api.enterprise()
             pid = api.programme([provider["id"]])["id"]
@@ -77,9 +73,7 @@ def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.Tem
             w = World(proc, ctx, api, provider, enterprise, pid, [], [])
             as_p, as_e = w.client("provider", provider), w.client("enterprise", enterprise)
             for _ in range(sum(1 for flow, _ in CASES if flow == "confirm")):
-                body = {"enterprise_id": enterprise["id"], "programme_id": pid, "invoice_number": invoice_number(),
-                        "invoice_amount": 2_000 * Y, "category": "intelligent"}  # fmt: skip
-                w.claims.append(api.ok(as_p.post("/v1/redemptions", body), 201))
+                w.claims.append(api.ok(as_p.post("/v1/redemptions", claim_body(enterprise["id"], pid, 2_000 * Y)), 201))
             for _ in range(sum(1 if flow == "approve" else 2 for flow, _ in CASES if flow.startswith("approve"))):
                 body = {"programme_id": pid, "amount": 1_000 * Y, "purpose": "inference"}
                 w.applications.append(api.ok(as_e.post("/v1/applications", body), 201))
@@ -102,12 +96,11 @@ def _request(w: World, flow: str, n: int) -> tuple[Api, str, dict[str, Any] | No
             _settled_tx(w, "register", str(result["id"]))
             assert w.ctx.chain.call("participant", result["address"]) == (1, False)  # an enterprise, on chain
 
-        body = {"name": f"Enterprise {code[-6:]}", "credit_code": code, "region_code": "131000"}
+        body: dict[str, Any] = {"name": f"Enterprise {code[-6:]}", "credit_code": code, "region_code": "131000"}
         return w.api, "/v1/participants/enterprises", body, one_registration
     if flow == "claim":
-        number = invoice_number()
-        body = {"enterprise_id": w.enterprise["id"], "programme_id": w.programme_id, "invoice_number": number,
-                "invoice_amount": 1_000 * Y, "category": "intelligent"}  # fmt: skip
+        body = claim_body(w.enterprise["id"], w.programme_id, 1_000 * Y)
+        number = body["invoice_number"]
 
         def one_claim(result: Any) -> None:
             assert result["status"] == "pending" and result["invoice_number"] == number
@@ -161,20 +154,16 @@ def _settled_tx(w: World, kind: str, ref: str) -> None:
         with Session(w.ctx.engine) as s:
             return s.exec(select(ChainTx.status).where(ChainTx.kind == kind, ChainTx.ref == ref)).one() == "confirmed"
 
-    deadline = time.monotonic() + 30
-    while not mined():
-        assert time.monotonic() < deadline, f"the {kind} transaction for {ref} was not mined"
-        time.sleep(0.2)
+    eventually(mined, interval=0.2, message=f"the {kind} transaction for {ref} was not mined")
 
 
 def _settled(w: World, path: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        row: dict[str, Any] = w.api.ok(w.api.get(path))
-        if row["status"] == status or time.monotonic() > deadline:
-            assert row["status"] == status, row
-            return row
-        time.sleep(0.2)
+    def row() -> dict[str, Any]:
+        found: dict[str, Any] = w.api.ok(w.api.get(path))
+        assert found["status"] == status, found
+        return found
+
+    return eventually(row, interval=0.2)
 
 
 @pytest.mark.parametrize(("flow", "point"), CASES, ids=[f"{f}-{p}" for f, p in CASES])

@@ -8,18 +8,16 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from backend.chain.deploy import Deployment
 from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
-from tests.api.support import Api, credit_code, invoice_number
+from tests.api.support import Api, claim_body, credit_code
+from tests.factory import ServiceFactory
 
-MAX_BODY = Settings.model_fields["max_body_bytes"].default  # what run_service's app is built with
+MAX_BODY = Settings.model_fields["max_body_bytes"].default  # what the served app is built with
 PROGRAMME = {"name": "p", "ratio_bps": 5000, "budget": 1_000_00, "cap_per_enterprise": 1_000_00,
              "valid_from": "2020-01-01T00:00:00Z", "valid_until": "2100-01-01T00:00:00Z",
              "categories": ["intelligent"]}  # fmt: skip
@@ -41,10 +39,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("hostile"))
-    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}", receipt_wait_s=15.0)
-    for service in run_service(settings):
+def world(services: ServiceFactory) -> Iterator[World]:
+    for service in services.serve("hostile"):
         with Api(service) as api:
             enterprise, provider = api.enterprise(), api.provider()
             # a small programme: 1,000 yuan budget and cap, 50%
@@ -61,9 +57,8 @@ def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.Tem
                         api.as_(api.key_for("supervisor")))  # fmt: skip
 
 
-def _claim(enterprise: dict[str, Any], programme: int, **fields: Any) -> dict[str, Any]:
-    return {"enterprise_id": enterprise["id"], "programme_id": programme, "invoice_number": invoice_number(),
-            "invoice_amount": 200_00, "category": "intelligent", **fields}  # fmt: skip
+def _claim(enterprise: dict[str, Any], programme: int, invoice_amount: int = 200_00, **fields: Any) -> dict[str, Any]:
+    return claim_body(enterprise["id"], programme, invoice_amount, **fields)  # a small invoice: a small programme
 
 
 @contextmanager

@@ -9,12 +9,13 @@ import shutil
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 import rlp
 from sqlmodel import Session, select
@@ -25,10 +26,9 @@ from backend.chain.txtypes import Call
 from backend.models import ChainTx
 from backend.models.states import TxKind
 from backend.services.monitor import Monitor
-from backend.settings import Settings
-from tests.api.conftest import run_service
-from tests.api.support import Api, Service, invoice_number
-from tests.support import eventually
+from tests.api.support import Api, Service, claim_body
+from tests.factory import ServiceFactory
+from tests.polling import eventually
 
 Y = 100  # fen per yuan
 
@@ -57,12 +57,10 @@ def node(tmp_path: Path) -> Iterator[Node]:
         devnet.down(n.data_dir)
 
 
-def serve(node: Node, data_dir: Path, **settings: Any) -> Iterator[Service]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("deployment.json", "admin.key", "node-token"):
-        shutil.copy2(node.data_dir / name, data_dir / name)
-    base = {"receipt_wait_s": 3.0, "stuck_after_s": 2.0}
-    yield from run_service(Settings(data_dir=data_dir, **(base | settings)))
+def serve(node: Node, data_dir: Path, **settings: Any) -> Generator[Service, None, None]:
+    """The service on this test's own node, in a folder at `data_dir`."""
+    base: dict[str, Any] = {"receipt_wait_s": 3.0, "stuck_after_s": 2.0}
+    return ServiceFactory(node.data_dir, tmp=None).serve(data_dir, **(base | settings))
 
 
 @pytest.fixture
@@ -86,10 +84,9 @@ def reconciled(api: Api) -> bool:
     return bool(api.ok(api.get("/v1/audit/reconciliation"))["differences"] == [])
 
 
-def claim(api: Api, provider: dict[str, Any], enterprise: dict[str, Any], pid: int, invoice: int) -> dict[str, Any]:
-    body = {"enterprise_id": enterprise["id"], "programme_id": pid, "invoice_number": invoice_number(),
-            "invoice_amount": invoice, "category": "intelligent"}  # fmt: skip
-    return api.as_(api.key_for("provider", provider["id"])).post("/v1/redemptions", body)  # type: ignore[no-any-return]
+def claim(api: Api, provider: dict[str, Any], enterprise: dict[str, Any], pid: int, invoice: int) -> httpx.Response:
+    as_provider = api.as_(api.key_for("provider", provider["id"]))
+    return as_provider.post("/v1/redemptions", claim_body(enterprise["id"], pid, invoice))
 
 
 def scene(api: Api, amount: int = 100_000 * Y) -> tuple[dict[str, Any], dict[str, Any], int]:
@@ -186,7 +183,12 @@ class _DropsBroadcastAnswers(BaseHTTPRequestHandler):
 def test_a_lost_answer_to_a_broadcast_sends_no_duplicate(node: Node, api: Api, tmp_path: Path) -> None:
     provider, enterprise, pid = scene(api)
     pending = api.ok(claim(api, provider, enterprise, pid, 6_000 * Y), 201)
-    handler = type("Proxy", (_DropsBroadcastAnswers,), {"node_url": node.url, "dropped": []})
+
+    class Proxy(_DropsBroadcastAnswers):
+        node_url = node.url
+        dropped: ClassVar[list[str]] = []
+
+    handler = Proxy
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
@@ -253,8 +255,9 @@ def test_a_transaction_whose_nonce_another_took_is_reported_replaced(api: Api, m
     stored = ctx.writer.run(lambda conn: ctx.pipeline.store(conn, admin, call))
     nonce = rlp.decode(stored.raw)[0]
     key = admin_account(api.service.data_dir)  # the same key, used outside the service, takes that nonce
-    outside = key.sign_transaction({"to": ctx.chain.address, "data": "0x5c975abb", "gas": 40_000, "gasPrice": 0,
-                                    "nonce": int.from_bytes(nonce, "big"), "chainId": ctx.chain.chain_id})  # fmt: skip
+    pause: dict[str, Any] = {"to": ctx.chain.address, "data": "0x5c975abb", "gas": 40_000, "gasPrice": 0,
+                             "nonce": int.from_bytes(nonce, "big"), "chainId": ctx.chain.chain_id}  # fmt: skip
+    outside = key.sign_transaction(pause)
     ctx.chain.rpc.call("eth_sendRawTransaction", ["0x" + outside.raw_transaction.hex()])
 
     def status() -> str:

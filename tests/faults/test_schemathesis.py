@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -46,10 +45,8 @@ from schemathesis import checks as core_checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from backend.api.app import create_app
-from backend.chain.deploy import Deployment
-from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
 from tests.api.support import Api, Service, invoice_number
+from tests.factory import ServiceFactory
 
 MAX_EXAMPLES = 30
 SPEC = create_app(lambda: None).openapi()  # type: ignore[arg-type, return-value]
@@ -78,7 +75,9 @@ CALLER = {
 
 
 @schemathesis.check
-def refusal_has_code(ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case) -> None:
+def refusal_has_code(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> None:
     """Every 4xx and 5xx, documented or not (404, 405, 413, 429 included), is `{"error": {code, message, details}}`."""
     if response.status_code < 400:
         return
@@ -105,10 +104,8 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def fuzzed(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("fuzzed"))
-    database_url = f"sqlite:///{data_dir / 'ledger.db'}"
-    yield from run_service(Settings(data_dir=data_dir, database_url=database_url, receipt_wait_s=15.0))
+def fuzzed(services: ServiceFactory) -> Iterator[Service]:
+    yield from services.serve("fuzzed")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +137,7 @@ def test_served_document_is_the_one_fuzzed(fuzzed: Service) -> None:
     assert httpx.get(f"{fuzzed.url}/openapi.json").json() == json.loads(json.dumps(SPEC))
 
 
-def _unique_idempotency_key(headers: dict[str, Any] | None) -> None:
+def _unique_idempotency_key(headers: MutableMapping[str, Any] | None) -> None:
     for name in list(headers or {}):
         value = headers[name] if headers else None
         if name.lower() == "idempotency-key" and isinstance(value, str) and value.strip() and len(value) <= 160:
@@ -155,7 +152,9 @@ def _unique_idempotency_key(headers: dict[str, Any] | None) -> None:
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_every_operation_keeps_its_contract(case: schemathesis.Case, fuzzed: Service, keys: dict[str, str]) -> None:
+def test_every_operation_keeps_its_contract(
+    case: schemathesis.Case[Any], fuzzed: Service, keys: dict[str, str]
+) -> None:
     role = CALLER.get(f"{case.method.upper()} {case.path}", "admin")
     _unique_idempotency_key(case.headers)
     case.call_and_validate(base_url=fuzzed.url, headers={"Authorization": f"Bearer {keys[role]}"}, checks=CHECKS)

@@ -4,40 +4,15 @@ the chain's own count of burns of an invoice."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
-
-from tests.api import conftest
-from tests.api.support import Api, invoice_number
+from tests.api.support import Api, Funded, funded
 
 FUNDED = 100_000_00
 
 
 @dataclass
-class Claims:
-    api: Api
-    programme: dict[str, Any]
-    enterprise: dict[str, Any]
-    providers: list[dict[str, Any]]
-    as_enterprise: Api
-    as_providers: list[Api]
+class Claims(Funded):
     first_block: int  # the chain's head before any of this world's claims
-
-    def claim(self, by: int = 0, **fields: Any) -> httpx.Response:
-        """A claim by the `by`-th provider: a fresh invoice of ¥20,000 (¥10,000 subsidy) unless told otherwise."""
-        body = {
-            "enterprise_id": self.enterprise["id"],
-            "programme_id": self.programme["id"],
-            "invoice_number": invoice_number(),
-            "invoice_amount": 20_000_00,
-            "category": "intelligent",
-            **fields,
-        }
-        return self.as_providers[by].post("/v1/redemptions", body)
-
-    def confirm(self, claim: dict[str, Any]) -> httpx.Response:
-        return self.as_enterprise.post(f"/v1/redemptions/{claim['id']}/confirm")
 
     def burns(self, invoice_hash: str) -> int:
         """VoucherRedeemed events of this invoice on chain since the world was made (not the service's records)."""
@@ -51,22 +26,5 @@ class Claims:
 
 
 def claims_world(api: Api, *, providers: int = 1) -> Claims:
-    made = [api.provider() for _ in range(providers)]
-    enterprise = api.enterprise()
-    programme = api.programme([p["id"] for p in made])
-    api.fund(enterprise, programme["id"], FUNDED)
-    return Claims(
-        api,
-        programme,
-        enterprise,
-        made,
-        api.as_(api.key_for("enterprise", enterprise["id"])),
-        [api.as_(api.key_for("provider", p["id"])) for p in made],
-        api.service.ctx.chain.rpc.block_number(),
-    )
-
-
-def on_both_databases() -> tuple[Any, Any, Any, Any]:
-    """tests/api's per-module service (SQLite, and PostgreSQL where reachable) for a module outside tests/api:
-    assign them to `pytest_generate_tests, database_url, service, api` and mark the module `both_databases`."""
-    return conftest.pytest_generate_tests, conftest.database_url, conftest.service, conftest.api
+    world = funded(api, providers=providers, amount=FUNDED)
+    return Claims(**vars(world), first_block=api.service.ctx.chain.rpc.block_number())

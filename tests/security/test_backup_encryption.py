@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.chain.deploy import Deployment
 from backend.commands.backup_crypto import HEADER_SIZE, PASSPHRASE_ENV
 from backend.commands.cli import main
 from backend.services.wiring import build_context
-from backend.settings import Settings
-from tests.api.conftest import service_data_dir
+from tests.factory import ServiceFactory, service_settings
 
 PASSPHRASE = "a long passphrase, only for tests"
 SECRETS = ("master.key", "admin.key", "admin-api-key")
@@ -51,12 +49,12 @@ def secret_file(path: Path, text: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def made(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Backup:
+def made(services: ServiceFactory, tmp_path_factory: pytest.TempPathFactory) -> Backup:
     """A service folder on the session devnet (master key, admin API key, database written by the service) and
     its backup, encrypted with the passphrase from a file."""
     folder = tmp_path_factory.mktemp("encrypted-backup")
-    data_dir = service_data_dir(devnet_dir, folder / "data")
-    build_context(Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}")).close()
+    data_dir = services.folder(folder / "data")
+    build_context(service_settings(data_dir)).close()
     # The chain state as a stopped devnet leaves it: the backup takes the file as it is.
     blocks = [{"header": {"number": hex(n)}, "transactions": []} for n in range(0x2A + 1)]
     state = {"best_block_number": 0x2A, "accounts": {}, "blocks": blocks, "transactions": []}

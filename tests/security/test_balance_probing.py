@@ -9,9 +9,8 @@ import pytest
 
 from backend.money import yuan
 from tests.api.support import Api
-from tests.security.claims_world import FUNDED, Claims, claims_world, on_both_databases
+from tests.security.claims_world import FUNDED, Claims, claims_world
 
-pytest_generate_tests, database_url, service, api = on_both_databases()
 pytestmark = pytest.mark.both_databases
 
 

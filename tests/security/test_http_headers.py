@@ -8,28 +8,18 @@ import base64
 import hashlib
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from backend.chain.deploy import Deployment
 from backend.paths import PROJECT_ROOT
-from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
 from tests.api.support import Api, Service
+from tests.factory import ServiceFactory
 
 
 @pytest.fixture(scope="module")
-def service(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("headers"))
-    yield from run_service(Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}"))
-
-
-@pytest.fixture(scope="module")
-def api(service: Service) -> Iterator[Api]:
-    with Api(service) as client:
-        yield client
+def service(services: ServiceFactory) -> Iterator[Service]:
+    yield from services.serve("headers")
 
 
 def assert_browser_headers(response: httpx.Response) -> None:

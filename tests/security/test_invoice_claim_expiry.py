@@ -16,9 +16,8 @@ from backend.models import utcnow
 from backend.services.invoice_claims import void_expired
 from backend.settings import Settings
 from tests.api.support import Api, Service, invoice_number
-from tests.security.claims_world import FUNDED, Claims, claims_world, on_both_databases
+from tests.security.claims_world import FUNDED, Claims, claims_world
 
-pytest_generate_tests, database_url, service, api = on_both_databases()
 pytestmark = pytest.mark.both_databases
 TTL = Settings.model_fields["claim_ttl_s"].default
 

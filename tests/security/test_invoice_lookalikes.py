@@ -11,9 +11,8 @@ import pytest
 
 from backend.invoices import canonical, invoice_hash
 from tests.api.support import Api
-from tests.security.claims_world import Claims, claims_world, on_both_databases
+from tests.security.claims_world import Claims, claims_world
 
-pytest_generate_tests, database_url, service, api = on_both_databases()
 pytestmark = pytest.mark.both_databases
 FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 

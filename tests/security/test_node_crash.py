@@ -8,7 +8,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from eth_account.signers.local import LocalAccount
 from backend.audit.verify import verify
 from backend.chain import devnet
 from backend.chain.deploy import Deployment, ensure_deployed
-from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, ledger_of
+from tests.polling import eventually
+from tests.support import ENTERPRISE, ISSUER_ROLE, PROVIDER, Ledger, ledger_of, raw_transaction
 
 KILLS = 20
 
@@ -29,7 +30,7 @@ class Load:
     """Two senders writing to the ledger through the gateway as fast as it takes them, errors shrugged off
     (the node is down half the time): the admin registers participants, the issuer issues a fen to them."""
 
-    def __init__(self, data_dir: Path, ledger: Ledger, programme: int, enterprises: list[str]) -> None:
+    def __init__(self, data_dir: Path, ledger: Ledger, programme: int, enterprises: Sequence[str]) -> None:
         self.record = data_dir / "deployment.json"
         self.url = Deployment.load(self.record).rpc_url
         self.http = httpx.Client(headers=devnet.auth_headers(data_dir), timeout=5)
@@ -52,9 +53,8 @@ class Load:
                         call = f.registerParticipant(Account.create().address, ENTERPRISE, os.urandom(32))
                     else:
                         call = f.issue(self.programme, random.choice(self.enterprises), 1, os.urandom(32))
-                    tx = call.build_transaction({"from": sender.address, "gas": 300_000, "gasPrice": 0,
-                                                 "nonce": nonce + i, "chainId": self.ledger.chain_id})  # fmt: skip
-                    raw = "0x" + bytes(sender.sign_transaction(tx).raw_transaction).hex()
+                    tx = raw_transaction(sender, call, gas=300_000, nonce=nonce + i, chainId=self.ledger.chain_id)
+                    raw = "0x" + tx.hex()
                     if "result" in self._rpc("eth_sendRawTransaction", [raw]):
                         self.sent += 1
                 time.sleep(0.05)
@@ -83,27 +83,25 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def _wait_serving(data_dir: Path, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+    def serving() -> str | None:
         info = devnet.status(data_dir)
         url = Deployment.load(data_dir / "deployment.json").rpc_url if info is None else info.rpc_url
-        try:
-            answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
-            if answer.status_code == 200 and "result" in answer.json():
-                return url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the devnet did not come back"
-        time.sleep(0.05)
+        answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
+        return url if answer.status_code == 200 and "result" in answer.json() else None
+
+    return eventually(serving, timeout, 0.05, ignoring=(httpx.HTTPError,), message="the devnet did not come back")
 
 
 def _wait_for_a_dump(data_dir: Path, timeout: float = 20) -> None:
     marker = data_dir / "node" / "dumped"
     before = marker.stat().st_mtime_ns if marker.is_file() else 0
-    deadline = time.monotonic() + timeout
-    while (marker.stat().st_mtime_ns if marker.is_file() else 0) == before:
-        assert time.monotonic() < deadline, "no dump was written while the load ran"
-        time.sleep(0.02)
+    eventually(lambda: marker.is_file() and marker.stat().st_mtime_ns != before, timeout, 0.02,
+               message="no dump was written while the load ran")  # fmt: skip
+
+
+def _wait_restarted(data_dir: Path, killed: int) -> None:
+    pid_file = data_dir / "node" / "anvil.pid"
+    eventually(lambda: int(pid_file.read_text()) != killed, 60, 0.05, message="the supervisor did not restart anvil")
 
 
 def _kill_during_a_dump(data_dir: Path) -> None:
@@ -133,11 +131,7 @@ def test_a_node_killed_twenty_times_under_load_always_comes_back_verifiable(data
             time.sleep(rng.uniform(0.0, 2.5))
             mode = ("node", "during-dump", "whole")[kill % 3]
             if mode == "node":  # anvil alone: its supervisor restarts it from the last good dump
-                before = devnet.kill_node(data_dir)
-                deadline = time.monotonic() + 60
-                while int((data_dir / "node" / "anvil.pid").read_text()) == before:
-                    assert time.monotonic() < deadline, "the supervisor did not restart anvil"
-                    time.sleep(0.05)
+                _wait_restarted(data_dir, killed=devnet.kill_node(data_dir))
             else:
                 _kill_during_a_dump(data_dir) if mode == "during-dump" else devnet.kill_hard(data_dir)
                 devnet.up(data_dir, port=0, block_time=devnet.DEFAULT_BLOCK_TIME)

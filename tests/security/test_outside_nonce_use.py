@@ -7,20 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend.models import ChainTx, Redemption
 from backend.services.context import Context
-from tests.api import conftest
 from tests.api.support import Api, Service
 
 pytestmark = pytest.mark.both_databases
-pytest_generate_tests, database_url, own_contract_service, api = (
-    conftest.pytest_generate_tests,
-    conftest.database_url,
-    conftest.own_contract_service,
-    conftest.api,
-)
 Y = 100  # fen per yuan
 
 
@@ -42,7 +35,7 @@ def send_outside(ctx: Context, address: str) -> None:
 
 def stored_rows(ctx: Context, signer: str) -> list[ChainTx]:
     with Session(ctx.engine) as s:
-        return list(s.exec(select(ChainTx).where(ChainTx.signer == signer).order_by(ChainTx.nonce)).all())
+        return list(s.exec(select(ChainTx).where(ChainTx.signer == signer).order_by(col(ChainTx.nonce))).all())
 
 
 def test_redemption_succeeds_first_time_after_the_provider_key_was_used_outside(api: Api) -> None:

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from backend.chain.deploy import Deployment
 from backend.chain.keys import load_or_create_key
 from backend.commands.cli import main
 from backend.services.wiring import build_context
-from backend.settings import ConfigError, Settings
-from tests.api.conftest import service_data_dir
+from backend.settings import ConfigError
+from tests.factory import ServiceFactory, service_settings
 
 
 @pytest.fixture
@@ -37,11 +36,11 @@ def open_to_others(folder: Path) -> list[str]:
 
 
 def test_service_keeps_its_data_folder_and_every_file_it_writes_owner_only(
-    devnet_dir: Path, deployment: Deployment, tmp_path: Path, lax_umask: None
+    services: ServiceFactory, tmp_path: Path, lax_umask: None
 ) -> None:
-    data_dir = service_data_dir(devnet_dir, tmp_path / "svc")  # made 0755 under the 022 umask
+    data_dir = services.folder(tmp_path / "svc")  # made 0755 under the 022 umask
     (data_dir / "deployment.json").chmod(0o600)  # copied here by the test, not written by the service
-    ctx = build_context(Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}"))
+    ctx = build_context(service_settings(data_dir))
     try:
         written = {p.name for p in data_dir.iterdir()}
         assert {"ledger.db", "master.key", "admin-api-key", "bootstrap.lock"} <= written
@@ -60,12 +59,12 @@ def test_voucher_devnet_up_writes_nothing_others_can_read(tmp_path: Path, lax_um
         main(["devnet", "down", "--data-dir", str(data_dir)])
 
 
-def test_service_refuses_an_admin_key_others_can_read(devnet_dir: Path, deployment: Deployment, tmp_path: Path) -> None:
-    data_dir = service_data_dir(devnet_dir, tmp_path / "svc")
+def test_service_refuses_an_admin_key_others_can_read(services: ServiceFactory, tmp_path: Path) -> None:
+    data_dir = services.folder(tmp_path / "svc")
     (data_dir / "admin.key").chmod(0o644)
     key = data_dir / "admin.key"
     with pytest.raises(ConfigError, match=re.escape(f"{key} is readable by other users: run `chmod 600 {key}`")):
-        build_context(Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}"))
+        build_context(service_settings(data_dir))
 
 
 def test_voucher_refuses_an_admin_key_others_can_read_with_the_fix(

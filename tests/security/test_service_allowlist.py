@@ -8,10 +8,7 @@ from typing import Any
 
 from backend.services.context import Context
 from backend.services.wiring import build_context
-from tests.api import conftest
 from tests.api.support import Api, Service
-
-database_url, service, api = conftest.database_url, conftest.service, conftest.api
 
 
 def _allowlist(ctx: Context) -> set[str]:

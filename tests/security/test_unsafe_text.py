@@ -6,7 +6,6 @@ one validator on the request models' base class, so a field added later is cover
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +13,8 @@ from pydantic import ValidationError
 
 import backend.api.app  # noqa: F401  (imports every route, so every request model exists)
 from backend.api.schemas import Body
-from backend.chain.deploy import Deployment
-from backend.settings import Settings
-from tests.api.conftest import run_service, service_data_dir
-from tests.api.support import Api, credit_code, invoice_number
+from tests.api.support import Api, claim_body, credit_code, invoice_number
+from tests.factory import ServiceFactory
 from tests.security.claims_world import Claims, claims_world
 
 MARK = "Visible7Q"  # the rest of the refused text: the answer must not carry it back
@@ -60,10 +57,8 @@ def _text_fields(model: type[Body]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def world(devnet_dir: Path, deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Claims]:
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("unsafe-text"))
-    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ledger.db'}", receipt_wait_s=15.0)
-    for svc in run_service(settings):
+def world(services: ServiceFactory) -> Iterator[Claims]:
+    for svc in services.serve("unsafe-text"):
         with Api(svc) as api:
             yield claims_world(api)
 
@@ -91,10 +86,8 @@ def calls(world: Claims) -> list[Call]:
         (api.issuer(), f"/v1/applications/{application['id']}/reject", lambda t: {"reason": t}, "reason"),
         (w.as_enterprise, f"/v1/redemptions/{claim['id']}/refuse", lambda t: {"reason": t}, "reason"),
         (api.as_(api.key_for("finance")), "/v1/settlements/1/return", lambda t: {"reason": t}, "reason"),
-        (w.as_providers[0], "/v1/redemptions", lambda t: {"enterprise_id": w.enterprise["id"],
-                                                          "programme_id": w.programme["id"], "invoice_number": t[:64],
-                                                          "invoice_amount": 2_000_00, "category": "intelligent"},
-         "invoice_number"),
+        (w.as_providers[0], "/v1/redemptions", lambda t: claim_body(w.enterprise["id"], w.programme["id"], 2_000_00,
+                                                                    invoice_number=t[:64]), "invoice_number"),
     ]  # fmt: skip
 
 

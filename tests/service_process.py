@@ -1,5 +1,6 @@
 """The service as its own process (uvicorn on `backend.api.main:app`, monitor and event mirror running), so a
-test can kill it with SIGKILL at a named crash point and start it again on the same data."""
+test can kill it with SIGKILL at a named crash point and start it again on the same data, or run several worker
+processes on one data folder."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from backend.chain import devnet
+from tests.polling import eventually
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServiceProcess:
-    def __init__(self, data_dir: Path, database_url: str, **env: str) -> None:
-        self.data_dir, self.database_url, self.env = data_dir, database_url, env
+    def __init__(self, data_dir: Path, database_url: str, *, workers: int = 1, **env: str) -> None:
+        self.data_dir, self.database_url, self.workers, self.env = data_dir, database_url, workers, env
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = devnet.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -33,21 +34,18 @@ class ServiceProcess:
         log = open(self.data_dir / "service.log", "ab")  # noqa: SIM115  (the child holds it)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "backend.api.main:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning"],
+             "--workers", str(self.workers), "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the service exited with {self.proc.returncode}; see {self.data_dir}/service.log")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the service did not start within 60 s")
+        eventually(self._healthy, timeout=60, ignoring=(httpx.HTTPError,), message="the service did not start")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the service exited with {self.proc.returncode}; see {self.data_dir}/service.log")
+        return httpx.get(self.url + "/v1/health", timeout=1).status_code == 200
 
     def killed(self, timeout: float = 30) -> bool:
         """True once the process has died of SIGKILL (its crash point)."""
