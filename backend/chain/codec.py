@@ -67,6 +67,10 @@ class LedgerCodec:
         selector, types = self._inputs[fn]
         return "0x" + (selector + abi_encode(types, args)).hex()
 
+    def encode_raw(self, fn: str, arguments: bytes) -> str:
+        """Call data from arguments already ABI-encoded (the redemption hot path encodes its own)."""
+        return "0x" + (self._inputs[fn][0] + arguments).hex()
+
     def decode_result(self, fn: str, raw: str) -> Any:
         values = abi_decode(self._outputs[fn], bytes.fromhex(str(raw)[2:]))
         return values[0] if len(values) == 1 else values

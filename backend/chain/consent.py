@@ -22,18 +22,6 @@ CONSENT_TYPE = (
     "bytes32 invoiceHash,uint8 category,uint256 nonce,uint256 deadline)"
 )
 CONSENT_TYPEHASH = keccak(text=CONSENT_TYPE)
-_CONSENT_FIELDS = [
-    "bytes32",
-    "address",
-    "address",
-    "uint256",
-    "uint256",
-    "uint256",
-    "bytes32",
-    "uint8",
-    "uint256",
-    "uint256",
-]
 _DOMAIN_TYPEHASH = keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
 
 
@@ -65,13 +53,35 @@ def domain_separator(chain_id: int, contract: str) -> bytes:
     )
 
 
+def _word(value: int | bytes | str) -> bytes:
+    """One static ABI word: an address (hex), an unsigned integer, or bytes32."""
+    if isinstance(value, str):
+        return bytes.fromhex(value[2:]).rjust(32, b"\0")
+    if isinstance(value, int):
+        return value.to_bytes(32, "big")
+    return value
+
+
+def _struct_words(r: Redemption) -> bytes:
+    """The Redemption struct as ABI words (all its fields are static), in the contract's field order."""
+    fields = (r.enterprise, r.programme_id, r.amount, r.invoice_amount, r.invoice_hash, r.category, r.nonce,
+              r.deadline)  # fmt: skip
+    return b"".join(_word(v) for v in fields)
+
+
 def consent_digest(r: Redemption, provider: str, *, chain_id: int, contract: str) -> bytes:
-    values = [
-        CONSENT_TYPEHASH, to_checksum_address(r.enterprise), to_checksum_address(provider), r.programme_id,
-        r.amount, r.invoice_amount, r.invoice_hash, r.category, r.nonce, r.deadline,
-    ]  # fmt: skip
-    struct_hash = keccak(abi_encode(_CONSENT_FIELDS, values))
+    # Static fields only: their ABI encoding is one 32-byte word each, written here (eth_abi took ~0.1 ms).
+    words = (CONSENT_TYPEHASH, r.enterprise, provider, r.programme_id, r.amount, r.invoice_amount, r.invoice_hash,
+             r.category, r.nonce, r.deadline)  # fmt: skip
+    struct_hash = keccak(b"".join(_word(v) for v in words))
     return keccak(b"\x19\x01" + domain_separator(chain_id, to_checksum_address(contract)) + struct_hash)
+
+
+def redeem_arguments(r: Redemption, signature: bytes) -> bytes:
+    """The ABI encoding of `redeem(Redemption r, bytes signature)`'s arguments: the struct inline, then the
+    signature's offset, length and padded bytes."""
+    padded = signature + b"\0" * (-len(signature) % 32)
+    return _struct_words(r) + _word(9 * 32) + _word(len(signature)) + padded
 
 
 def sign_consent(signer: LocalAccount, r: Redemption, provider: str, *, chain_id: int, contract: str) -> bytes:

@@ -12,13 +12,14 @@ import os
 import threading
 from typing import Any, Protocol
 
+import coincurve
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_typing import Hash32
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from backend.chain import signing
 from backend.errors import NotFound
 from backend.models import ManagedKey
 
@@ -37,6 +38,7 @@ class EncryptedKeyStore:
         self._engine = engine
         self._aead = AESGCM(master_key)
         self._cache: dict[str, LocalAccount] = {}
+        self._secp_keys: dict[str, coincurve.PrivateKey] = {}  # the same keys, ready for libsecp256k1
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -98,8 +100,16 @@ class EncryptedKeyStore:
         self._account(address)
 
     def sign_transaction(self, address: str, tx: dict[str, Any]) -> tuple[bytes, str]:
-        signed = self._account(address).sign_transaction(tx)
-        return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
+        """A legacy transaction (`to`, `data`, `gas`, `gasPrice`, `nonce`, `chainId`, `value`), signed."""
+        return signing.sign_legacy(self._secp(address), nonce=tx["nonce"], gas_price=tx["gasPrice"], gas=tx["gas"],
+                                   to=tx["to"], value=tx["value"], data=tx["data"], chain_id=tx["chainId"])  # fmt: skip
 
     def sign_hash(self, address: str, digest: bytes) -> bytes:
-        return bytes(self._account(address).unsafe_sign_hash(Hash32(digest)).signature)
+        return signing.sign_digest(self._secp(address), digest)
+
+    def _secp(self, address: str) -> coincurve.PrivateKey:
+        key = self._secp_keys.get(address)
+        if key is None:
+            key = coincurve.PrivateKey(bytes(self._account(address).key))
+            self._secp_keys[address] = key
+        return key

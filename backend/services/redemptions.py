@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from backend.chain import txstore
 from backend.chain.consent import Redemption as Consent
-from backend.chain.consent import consent_digest
+from backend.chain.consent import consent_digest, redeem_arguments
 from backend.chain.pipeline import stored_of
 from backend.chain.txtypes import Call, StoredTx, Submitted, TxOutcome
 from backend.errors import (
@@ -242,7 +242,7 @@ async def confirm(ctx: Context, *, redemption_id: int, enterprise_id: int) -> Fi
             deadline=deadline,
         )
         digest = consent_digest(consent, provider, chain_id=ctx.chain.chain_id, contract=ctx.chain.address)
-        data = ctx.chain.encode("redeem", consent.as_struct(), ctx.keys.sign_hash(enterprise, digest))
+        data = ctx.chain.codec.encode_raw("redeem", redeem_arguments(consent, ctx.keys.sign_hash(enterprise, digest)))
         crash_point("confirm.signed")
         conn.execute(update(_REDEMPTIONS).where(_REDEMPTIONS.c.id == redemption_id).values(consent_nonce=nonce))
         return Call(TxKind.REDEEM, data, str(redemption_id), REDEEM_GAS, link=_name_tx(redemption_id))

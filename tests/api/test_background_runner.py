@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,8 +28,8 @@ from backend.services.context import Context
 from backend.services.runner import AdvisoryLock, Runner, lock_key
 from backend.services.wiring import build_context
 from backend.settings import Settings
-from tests.api.conftest import BACKENDS, service_data_dir
-from tests.faults.service_process import ServiceProcess
+from tests.factory import ServiceFactory, backends
+from tests.service_process import ServiceProcess
 from tests.support import eventually
 
 MIRROR = ("eth_blockNumber", "eth_getLogs")  # each pass of the event mirror asks for the head, then the logs
@@ -84,10 +83,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(
-    devnet_dir: Path, deployment: Deployment, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    data_dir = service_data_dir(devnet_dir, tmp_path_factory.mktemp("runner"))
+def world(services: ServiceFactory, deployment: Deployment, database_url: str) -> Iterator[World]:
+    data_dir = services.folder("runner")
     proxies = [CountingProxy(deployment.rpc_url) for _ in range(2)]
     procs = [ServiceProcess(data_dir, database_url, VOUCHER_RPC_URL=p.url) for p in proxies]
     ctx = None
@@ -179,7 +176,7 @@ class Probe:
 
 
 @pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.skipif(
-    "postgresql" not in BACKENDS, reason="no PostgreSQL reachable"))], indirect=True)  # fmt: skip
+    "postgresql" not in backends(), reason="no PostgreSQL reachable"))], indirect=True)  # fmt: skip
 def test_a_runner_whose_database_session_ends_stops_its_work(database_url: str) -> None:
     """The server ends the session holding the advisory lock (a restart, an idle timeout): the lock went with
     it, so the work stops there; one runner, whichever, runs it again."""
