@@ -21,7 +21,12 @@ from sqlalchemy.engine import Connection, Engine
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Write = Callable[[Connection], T]
+Result = tuple[Future[Any], Any, BaseException | None]
 MAX_BATCH = 64  # writes per transaction: enough to share the commit, few enough to keep each batch short
+
+
+class _RetryIsolated(Exception):
+    """A write of an optimistic batch raised: run the batch again, each write in a savepoint."""
 
 
 class GroupWriter:
@@ -95,32 +100,51 @@ class GroupWriter:
         if self._read_only:
             self._read(batch)
             return
-        results: list[tuple[Future[Any], Any, BaseException | None]] = []
+        live = [(w, f) for w, f in batch if f.set_running_or_notify_cancel()]
+        # Optimistic: the writes one after another in one transaction. Should one raise, that transaction is
+        # rolled back and the batch runs again with a savepoint each, so only the failing write is undone (writes
+        # are functions of the database alone: running one again gives the same result).
         try:
-            with self._engine.connect() as conn, conn.begin():
-                for write, future in batch:
-                    if not future.set_running_or_notify_cancel():
-                        continue
-                    savepoint = conn.begin_nested()
-                    try:
-                        value = write(conn)
-                    except Exception as exc:
-                        savepoint.rollback()
-                        results.append((future, None, exc))
-                        continue
-                    savepoint.commit()
-                    results.append((future, value, None))
+            results = self._run_batch(live, isolated=False)
+        except _RetryIsolated:
+            try:
+                results = self._run_batch(live, isolated=True)
+            except Exception as exc:
+                self._fail(live, exc)
+                return
         except Exception as exc:
-            log.warning("a group of %d writes failed to commit: %s", len(batch), type(exc).__name__)
-            for future, _value, error in results:
-                future.set_exception(error or exc)
-            for _write, future in batch[len(results) :]:
-                if not future.done():
-                    future.set_exception(exc)
+            self._fail(live, exc)
             return
         self.batches += 1
         self.writes += len(results)
         _settle(results)
+
+    def _run_batch(self, batch: list[tuple[Write[Any], Future[Any]]], *, isolated: bool) -> list[Result]:
+        results: list[Result] = []
+        with self._engine.connect() as conn, conn.begin():
+            for write, future in batch:
+                if not isolated:
+                    try:
+                        results.append((future, write(conn), None))
+                    except Exception as exc:
+                        raise _RetryIsolated from exc
+                    continue
+                savepoint = conn.begin_nested()
+                try:
+                    value = write(conn)
+                except Exception as exc:
+                    savepoint.rollback()
+                    results.append((future, None, exc))
+                    continue
+                savepoint.commit()
+                results.append((future, value, None))
+        return results
+
+    def _fail(self, batch: list[tuple[Write[Any], Future[Any]]], exc: Exception) -> None:
+        log.warning("a group of %d writes failed to commit: %s", len(batch), type(exc).__name__)
+        for _write, future in batch:
+            if not future.done():
+                future.set_exception(exc)
 
     def _read(self, batch: list[tuple[Write[Any], Future[Any]]]) -> None:
         results: list[tuple[Future[Any], Any, BaseException | None]] = []

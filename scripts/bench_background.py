@@ -142,8 +142,10 @@ def main() -> int:
         finally:
             devnet.down(data_dir)
     total = sum(counts.values())
-    print(f"{args.workers} workers, {args.seconds:.0f} s, an outside transaction every {args.every} s: "
-          f"{total / args.seconds:.1f} chain calls/s")
+    print(
+        f"{args.workers} workers, {args.seconds:.0f} s, an outside transaction every {args.every} s: "
+        f"{total / args.seconds:.1f} chain calls/s"
+    )
     for method, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"  {method:32} {n / args.seconds:7.2f}/s")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -166,9 +168,46 @@ class RunningService:
     process: subprocess.Popen[bytes]
 
 
-def start_service(data_dir: Path, *, workers: int) -> RunningService:
+def service_folder(devnet_dir: Path, target: Path) -> Path:
+    """A service folder of its own on the devnet of `devnet_dir`: its admin key, node token and deployment."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("admin.key", "node-token", "deployment.json"):
+        shutil.copy2(devnet_dir / name, target / name)
+    return target
+
+
+def fresh_postgres(admin_url: str) -> str:
+    """A new, empty database on the PostgreSQL server at `admin_url`; its URL."""
+    name = f"cvl_bench_{os.urandom(4).hex()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time so far of these processes and their children that were waited for."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def service_pids(service: RunningService) -> list[int]:
+    """The service's process and its worker processes."""
+    children = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children")
+    extra = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return [service.process.pid, *extra]
+
+
+def start_service(data_dir: Path, *, workers: int, database_url: str | None = None) -> RunningService:
     port = devnet.free_port()
     env = {**os.environ, "VOUCHER_DATA_DIR": str(data_dir)}
+    if database_url:
+        env["DATABASE_URL"] = database_url
     log = open(data_dir / "service.log", "ab")  # noqa: SIM115 (the process writes to it until stopped)
     proc = subprocess.Popen(
         [

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -59,14 +58,6 @@ def copy_node_access(devnet_dir: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for name in ("admin.key", "node-token"):
         shutil.copy2(devnet_dir / name, target / name)
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Polls `check` until it holds; fails the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "did not happen in time"
-        time.sleep(0.2)
 
 
 class Reverted(Exception):

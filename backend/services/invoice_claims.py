@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, Table, delete, insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from backend.errors import ClaimExpired
@@ -23,6 +24,7 @@ from backend.models import InvoiceClaim, Redemption, unix_time
 from backend.services.context import Context
 
 _REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
+_HOLDS: Table = InvoiceClaim.__table__  # type: ignore[attr-defined]
 
 
 def expired(ctx: Context, created_at: datetime) -> bool:
@@ -98,14 +100,15 @@ def release(conn: Connection, invoice_hash: str, provider_id: int, redemption_id
 
 
 def _insert(conn: Connection, values: dict[str, Any]) -> Row[Any] | None:
-    # Core statements: the hot path avoids the ORM's unit of work. A savepoint of its own: a refused insert must
-    # not spoil the rest of the group's transaction (PostgreSQL aborts a transaction after an error).
-    try:
-        with conn.begin_nested():
-            row = conn.execute(insert(_REDEMPTIONS).values(**values).returning(*_REDEMPTIONS.c)).one()
-            hold = {"invoice_hash": row.invoice_hash, "provider_id": row.provider_id, "redemption_id": row.id}
-            conn.execute(insert(InvoiceClaim).values(**hold))
-    except IntegrityError:  # the unique key (invoice, provider): a live claim holds it, or a concurrent one won
+    # Core statements, and no savepoint: the hot path avoids the ORM's unit of work and the extra round trips.
+    row = conn.execute(insert(_REDEMPTIONS).values(**values).returning(*_REDEMPTIONS.c)).one()
+    upsert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    hold = {"invoice_hash": row.invoice_hash, "provider_id": row.provider_id, "redemption_id": row.id}
+    held = upsert(_HOLDS).values(**hold).on_conflict_do_nothing().returning(_HOLDS.c.redemption_id)
+    if (
+        conn.execute(held).first() is None
+    ):  # the unique key (invoice, provider): a live claim holds it, or a concurrent one won
+        conn.execute(delete(_REDEMPTIONS).where(_REDEMPTIONS.c.id == row.id))
         return None
     return row
 

@@ -29,8 +29,8 @@ from backend.services.runner import AdvisoryLock, Runner, lock_key
 from backend.services.wiring import build_context
 from backend.settings import Settings
 from tests.factory import ServiceFactory, backends
+from tests.polling import eventually
 from tests.service_process import ServiceProcess
-from tests.support import eventually
 
 MIRROR = ("eth_blockNumber", "eth_getLogs")  # each pass of the event mirror asks for the head, then the logs
 MONITOR = ("eth_getTransactionReceipt", "eth_sendRawTransaction")  # what finishing a stored transaction takes

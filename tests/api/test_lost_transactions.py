@@ -14,7 +14,7 @@ from backend.chain.recovery import LATE_COMMIT_S, MINED, MinedSoFar, reopen_lost
 from backend.models import ChainTx
 from backend.services.monitor import sweep
 from tests.api.support import Api
-from tests.support import eventually
+from tests.polling import eventually
 
 pytestmark = pytest.mark.both_databases
 
