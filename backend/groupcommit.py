@@ -11,18 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Write = Callable[[Connection], T]
 Result = tuple[Future[Any], Any, BaseException | None]
-MAX_BATCH = 64  # writes per transaction: enough to share the commit, few enough to keep each batch short
+MAX_BATCH = 64
+TRANSIENT_RETRIES = 8  # writes per transaction: enough to share the commit, few enough to keep each batch short
 
 
 class _RetryIsolated(Exception):
@@ -103,18 +107,23 @@ class GroupWriter:
         live = [(w, f) for w, f in batch if f.set_running_or_notify_cancel()]
         # Optimistic: the writes one after another in one transaction. Should one raise, that transaction is
         # rolled back and the batch runs again with a savepoint each, so only the failing write is undone (writes
-        # are functions of the database alone: running one again gives the same result).
-        try:
-            results = self._run_batch(live, isolated=False)
-        except _RetryIsolated:
+        # are functions of the database alone: running one again gives the same result). A deadlock with another
+        # worker process's batch (PostgreSQL aborts one of them) runs the whole batch again.
+        for attempt in range(1, TRANSIENT_RETRIES + 1):
             try:
-                results = self._run_batch(live, isolated=True)
+                try:
+                    results = self._run_batch(live, isolated=False)
+                except _RetryIsolated as retry:
+                    if _transient(retry.__cause__):
+                        raise retry.__cause__ from None  # type: ignore[misc]
+                    results = self._run_batch(live, isolated=True)
             except Exception as exc:
+                if _transient(exc) and attempt < TRANSIENT_RETRIES:
+                    time.sleep(random.uniform(0, 0.01 * attempt))  # the other transaction finishes meanwhile
+                    continue
                 self._fail(live, exc)
                 return
-        except Exception as exc:
-            self._fail(live, exc)
-            return
+            break
         self.batches += 1
         self.writes += len(results)
         _settle(results)
@@ -170,6 +179,11 @@ class GroupWriter:
             answered = {id(f) for f, _v, _e in results}
             results += [(f, None, exc) for _r, f in batch if id(f) not in answered and not f.done()]
         _settle(results)
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """A deadlock or serialization failure: nothing is wrong with the writes, running them again succeeds."""
+    return isinstance(exc, OperationalError) and getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _settle(results: list[tuple[Future[Any], Any, BaseException | None]]) -> None:

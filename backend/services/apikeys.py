@@ -6,6 +6,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 
 from backend.errors import CallerFrozen, NotFound, Unauthenticated
@@ -40,8 +41,7 @@ def authenticate(ctx: Context, secret: str | None) -> Actor:
 async def authenticate_async(ctx: Context, secret: str | None) -> Actor:
     """`authenticate` for the event loop: the lookup goes through the reader thread."""
     key_id = _key_id(secret)
-    query = _lookup(key_id)
-    row = await ctx.first_async(query)
+    row = await ctx.first_async(_LOOKUP, {"key_id": key_id})
     return _actor(key_id, secret or "", row)
 
 
@@ -51,7 +51,7 @@ def _key_id(secret: str | None) -> str:
     return secret[len(PREFIX) :].split("_", 1)[0]
 
 
-def _lookup(key_id: str) -> Any:
+def _lookup(key_id: Any) -> Any:
     """One query per request: the key and, for participant keys, whether that participant is frozen right now."""
     return (
         # sqlmodel's select() is typed for at most four columns; this one needs five.
@@ -61,6 +61,10 @@ def _lookup(key_id: str) -> Any:
         .outerjoin(Participant, col(Participant.id) == col(ApiKey.participant_id))
         .where(ApiKey.id == key_id)
     )
+
+
+# Built once: the statement is the same for every request, only the key's id varies.
+_LOOKUP = _lookup(bindparam("key_id"))
 
 
 def _actor(key_id: str, secret: str, row: Any) -> Actor:

@@ -64,9 +64,9 @@ class Context:
 
         return await self.reads.run_async(run)
 
-    async def first_async(self, statement: Any) -> Any:
+    async def first_async(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
         """The first row of a Core statement (or None), read on the reader thread: the hot paths' reads."""
-        return await self.reads.run_async(lambda conn: conn.execute(statement).first())
+        return await self.reads.run_async(lambda conn: conn.execute(statement, params).first())
 
     def write(self) -> Session:
         """A session that writes: keep it short and never hold it across a call to the chain."""

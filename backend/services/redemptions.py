@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 
@@ -56,7 +56,7 @@ _ADDRESSES = select(
     select(_PARTY.c.address).where(_PARTY.c.id == _REDEMPTIONS.c.provider_id).scalar_subquery(),
     _REDEMPTIONS.c.status,
     _REDEMPTIONS.c.created_at,
-)
+).where(_REDEMPTIONS.c.id == bindparam("redemption_id"), _REDEMPTIONS.c.enterprise_id == bindparam("enterprise_id"))
 _NOT_COVERED = "the enterprise's vouchers no longer covered the claim when it was confirmed"
 
 
@@ -77,8 +77,8 @@ async def claim(
         raise InvalidInput("invoice_amount must be a positive amount in fen", field="invoice_amount")
     number = canonical(invoice_number)  # InvalidInvoiceNumber: look-alike characters would make a second hash
     digest = invoice_hash(number)
-    query = claim_facts.query(provider_id, enterprise_id, programme_id)
-    facts = await ctx.first_async(query)
+    ids = {"provider_id": provider_id, "enterprise_id": enterprise_id, "programme_id": programme_id}
+    facts = await ctx.first_async(claim_facts.QUERY, ids)
     if facts is None or facts.enterprise_kind != "enterprise":
         raise NotFound("enterprise", enterprise_id)
     if facts.ratio_bps is None:
@@ -201,8 +201,7 @@ async def confirm(ctx: Context, *, redemption_id: int, enterprise_id: int) -> Fi
     (so a crash after it leaves something the monitor can finish); the burn's completion handler records the
     outcome. A revert raises its decoded error once the claim is marked failed.
     """
-    query = _ADDRESSES.where(_REDEMPTIONS.c.id == redemption_id, _REDEMPTIONS.c.enterprise_id == enterprise_id)
-    found = await ctx.first_async(query)
+    found = await ctx.first_async(_ADDRESSES, {"redemption_id": redemption_id, "enterprise_id": enterprise_id})
     if found is None:  # or not this enterprise's: what is not theirs does not exist for them
         raise NotFound("redemption", redemption_id)
     if resume.resumed_since() is not None and found.status != RedemptionStatus.PENDING:
