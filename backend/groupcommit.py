@@ -1,9 +1,9 @@
 """Group commit: one writer thread per process runs the writes that arrive together in one database transaction.
 
-Each write is a function of a Connection. Queued writes are taken in a batch; each runs inside a SAVEPOINT of one
-transaction, so one that raises is undone alone and its caller gets the error, while the others commit together
-with a single COMMIT (one fsync on SQLite, one round trip on PostgreSQL). A caller's write is durable when its
-future resolves. Async callers await it; threads wait on it; nothing else holds the write lock.
+Each write is a function of a Connection. Queued writes are taken in a batch and run in one transaction, committed
+together with a single COMMIT (one fsync on SQLite, one round trip on PostgreSQL). Should one raise, the batch runs
+again with a SAVEPOINT for each write, so that one is undone alone and its caller gets the error. A caller's write
+is durable when its future resolves. Async callers await it; threads wait on it; nothing else holds the write lock.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from backend.batching import batches
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Write = Callable[[Connection], T]
 Result = tuple[Future[Any], Any, BaseException | None]
-MAX_BATCH = 64
-TRANSIENT_RETRIES = 8  # writes per transaction: enough to share the commit, few enough to keep each batch short
+MAX_BATCH = 64  # writes per transaction: enough to share the commit, few enough to keep each batch short
+TRANSIENT_RETRIES = 8  # runs of a batch that deadlocked with another worker's
 
 
 class _RetryIsolated(Exception):
@@ -48,8 +50,6 @@ class GroupWriter:
         self._started = False
         self._lock = threading.Lock()
         self._conn: Connection | None = None  # the reader's connection, kept open between batches
-        self.batches = 0  # how many transactions ran, and how many writes they held (for the benchmark)
-        self.writes = 0
 
     @property
     def engine(self) -> Engine:
@@ -84,20 +84,7 @@ class GroupWriter:
             self._conn.close()
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
+        for batch in batches(self._queue, MAX_BATCH):
             self._commit(batch)
 
     def _commit(self, batch: list[tuple[Write[Any], Future[Any]]]) -> None:
@@ -124,8 +111,6 @@ class GroupWriter:
                 self._fail(live, exc)
                 return
             break
-        self.batches += 1
-        self.writes += len(results)
         _settle(results)
 
     def _run_batch(self, batch: list[tuple[Write[Any], Future[Any]]], *, isolated: bool) -> list[Result]:

@@ -9,6 +9,7 @@ import threading
 from concurrent.futures import Future
 from enum import Enum
 
+from backend.batching import batches
 from backend.chain.rpc import Rpc, RpcError
 from backend.errors import NodeUnavailable
 
@@ -64,17 +65,7 @@ class Broadcaster:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while (first := self._queue.get()) is not None:
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
+        for batch in batches(self._queue, MAX_BATCH):
             self._send(batch)
 
     def _send(self, batch: list[tuple[bytes, Future[Sent]]]) -> None:

@@ -48,9 +48,7 @@ def owner_alive(owner: str) -> bool | None:
     pid, _, started = rest.partition("/")
     if host != HOST or not pid.isdigit():
         return None
-    if owner == OWNER or (os.getpid() == int(pid) and started == OWNER.rsplit("/", 1)[1]):
-        return True
-    return _start_time(int(pid)) == started  # a reused process id has another start time
+    return owner == OWNER or _start_time(int(pid)) == started  # a reused process id has another start time
 
 
 @dataclass(frozen=True)

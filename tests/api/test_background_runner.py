@@ -4,10 +4,8 @@ proxy of its own that counts its calls, so what each one reads and sends is seen
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from backend.services.wiring import build_context
 from backend.settings import Settings
 from tests.factory import ServiceFactory, backends
 from tests.polling import eventually
+from tests.rpc_proxy import forward, reply
 from tests.service_process import ServiceProcess
 
 MIRROR = ("eth_blockNumber", "eth_getLogs")  # each pass of the event mirror asks for the head, then the logs
@@ -45,18 +44,10 @@ class CountingProxy:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                calls = json.loads(body)
+                calls, data = forward(self, node_url)
                 with lock:
-                    counts.update(c["method"] for c in (calls if isinstance(calls, list) else [calls]))
-                headers = {"Content-Type": "application/json", "Authorization": self.headers.get("Authorization", "")}
-                with urllib.request.urlopen(urllib.request.Request(node_url, body, headers), timeout=30) as answer:
-                    data = answer.read()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                    counts.update(c["method"] for c in calls)
+                reply(self, data)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -4,11 +4,9 @@ Nothing is lost, nothing is applied twice, and the database ends equal to the ch
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
-import urllib.request
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +27,7 @@ from backend.services.monitor import Monitor
 from tests.api.support import Api, Service, claim_body
 from tests.factory import ServiceFactory
 from tests.polling import eventually
+from tests.rpc_proxy import forward, reply
 
 Y = 100  # fen per yuan
 
@@ -158,23 +157,13 @@ class _DropsBroadcastAnswers(BaseHTTPRequestHandler):
     dropped: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        headers = {"Content-Type": "application/json", "Authorization": self.headers.get("Authorization", "")}
-        request = urllib.request.Request(self.node_url, body, headers)
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            data = answer.read()
-        calls = json.loads(body)
-        batch = calls if isinstance(calls, list) else [calls]
-        sends = [c for c in batch if c.get("method") == "eth_sendRawTransaction"]
+        calls, data = forward(self, self.node_url)
+        sends = [c for c in calls if c.get("method") == "eth_sendRawTransaction"]
         if sends:  # alone or in a batch
             type(self).dropped.extend(c["params"][0] for c in sends)
             self.close_connection = True
             return  # the node has the transaction; its answer never arrives
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, data)
 
     def log_message(self, *args: object) -> None:
         pass
